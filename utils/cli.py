@@ -1,0 +1,68 @@
+"""Shared command-line pieces: one-line errors with exit status 2, boolean flags, the dataset-root default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
+
+
+class UserError(Exception):
+    """Bad input from the user. Reported as one line naming the file and the problem, exit status 2."""
+
+
+def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
+    """Run a script's ``main(argv)``; a :class:`UserError` becomes ``<prog>: error: <message>`` and exit 2."""
+    prog = Path(sys.argv[0]).name
+    try:
+        main(argv)
+    except UserError as err:
+        message = " ".join(str(err).split())  # always one line
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def str2bool(value: str | bool) -> bool:
+    """Parse a boolean flag: True/False/true/false/1/0/yes/no (the original's ``type=bool`` took any text as True)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "y", "t"):
+        return True
+    if text in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
+
+
+def add_datadir_argument(parser: argparse.ArgumentParser) -> None:
+    """The original's ``--datadir`` flag: a dataset root such as ``data_IJGI18/datasets/full/240``."""
+    parser.add_argument(
+        "--datadir",
+        default=None,
+        help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
+        "(default: $datadir, else the synthetic dataset under data/synthetic, generated on first use)",
+    )
+
+
+def resolve_datadir(value: str | os.PathLike | None, pix10m: int = 24) -> Path:
+    """Return the dataset root to use: ``--datadir``, else ``$datadir``, else the embedded synthetic dataset.
+
+    The synthetic dataset root matching the tile size (``240`` for 24 px, ``480`` for 48 px) is generated
+    on first use.
+    """
+    value = value or os.environ.get("datadir") or None  # noqa: SIM112 (the original's variable name)
+    if value is None:
+        from utils.synthetic import ensure_default_dataset
+
+        return ensure_default_dataset(pix10m)
+    root = Path(value)
+    if not root.is_dir():
+        raise UserError(f"{root}: dataset root does not exist")
+    if not (root / "dataset.ini").is_file():
+        raise UserError(f"{root}: not a dataset root (no dataset.ini)")
+    return root
