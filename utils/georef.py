@@ -1,0 +1,60 @@
+"""Georeference of tiles: ``geotransforms.csv`` (spec §1.5) and the :class:`GeoRef` every raster writer takes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.cli import UserError
+
+
+@dataclass(frozen=True)
+class GeoRef:
+    """GDAL geotransform ``(xmin, xres, 0, ymax, 0, -yres)`` and EPSG code of a tile's 10 m grid."""
+
+    transform: tuple[float, float, float, float, float, float]
+    epsg: int
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        """Top-left corner ``(x, y)`` in CRS units."""
+        return self.transform[0], self.transform[3]
+
+    def scaled(self, factor: int) -> GeoRef:
+        """The same origin with ``factor`` times larger pixels (the 20 m grid is ``scaled(2)``, 60 m ``scaled(6)``)."""
+        xmin, xres, rot1, ymax, rot2, yres = self.transform
+        return GeoRef((xmin, xres * factor, rot1, ymax, rot2, yres * factor), self.epsg)
+
+
+def read_geotransforms(path: str | os.PathLike) -> dict[int, GeoRef]:
+    """Read ``geotransforms.csv``: no header, rows ``tileid,xmin,xres,0,ymax,0,-yres,srid``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    georefs = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) != 8:
+            raise UserError(f"{path}:{lineno}: expected 8 comma-separated columns, got {len(fields)}")
+        try:
+            tileid = int(fields[0])
+            transform = tuple(float(value) for value in fields[1:7])
+            epsg = int(fields[7])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: not a number in {line.strip()!r}") from None
+        georefs[tileid] = GeoRef(transform, epsg)
+    return georefs
+
+
+def format_geotransform_row(tileid: int, georef: GeoRef) -> str:
+    """One line of ``geotransforms.csv`` in the original's layout (integer resolutions and rotations)."""
+    xmin, xres, rot1, ymax, rot2, yres = georef.transform
+
+    def number(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+    return ",".join([str(tileid), repr(float(xmin)), number(xres), number(rot1), repr(float(ymax)), number(rot2),
+                     number(yres), str(georef.epsg)])
