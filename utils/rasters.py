@@ -94,6 +94,11 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, georef: GeoRef | N
     return Path(path)
 
 
+def _unreadable(path: Path, err: Exception) -> UserError:
+    reason = " ".join(str(err).split())
+    return UserError(f"{path}: not a readable GeoTIFF ({reason})")
+
+
 def _open(path: Path):
     """Open a GeoTIFF for reading; a missing or unreadable file is a one-line :class:`UserError`."""
     if not path.is_file():
@@ -103,8 +108,7 @@ def _open(path: Path):
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path, driver="GTiff")
     except RasterioError as err:
-        reason = " ".join(str(err).split())
-        raise UserError(f"{path}: not a readable GeoTIFF ({reason})") from None
+        raise _unreadable(path, err) from None
 
 
 def read_geotiff(path: str | os.PathLike) -> tuple[np.ndarray, GeoRef | None]:
@@ -114,8 +118,7 @@ def read_geotiff(path: str | os.PathLike) -> tuple[np.ndarray, GeoRef | None]:
         try:
             data = src.read()
         except RasterioError as err:
-            reason = " ".join(str(err).split())
-            raise UserError(f"{path}: not a readable GeoTIFF ({reason})") from None
+            raise _unreadable(path, err) from None
         crs, transform = src.crs, src.transform
     georef = None
     if crs is not None:
