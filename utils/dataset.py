@@ -247,32 +247,30 @@ class Dataset:
             files[tileid] = Path(entry.path)
         return files
 
-    def _resolve(self, partition: str, fold: int, tileids: Iterable[int] | None) -> tuple[str, list[int], list[int]]:
-        """(source of the ids, ids with a file, ids without) for a partition or an explicit id list."""
-        if tileids is None:
-            source = str(tileids_file(self.root, partition, fold))
-            ids = sorted(set(read_tileids(self.root, partition, fold)))
-        else:
-            source = f"the tile ids given for {partition}"
-            ids = sorted({int(tileid) for tileid in tileids})
-        present = [tileid for tileid in ids if tileid in self._files]
-        missing = [tileid for tileid in ids if tileid not in self._files]
-        if not present:
-            raise UserError(f"{source}: none of its {len(ids)} tile ids has a file in {self.config.datadir}")
-        return source, present, missing
+    def split_tileids(self, tileids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """(ids with a file, ids without) among ``tileids``, each sorted and without duplicates."""
+        ids = sorted({int(tileid) for tileid in tileids})
+        return [i for i in ids if i in self._files], [i for i in ids if i not in self._files]
 
     def tile_files(self, partition: str, fold: int = 0, tileids: Iterable[int] | None = None) -> list[tuple[int, Path]]:
-        """``(tileid, file)`` of the partition's ids that have a file, sorted by id; missing ones reported once."""
-        source, present, missing = self._resolve(partition, fold, tileids)
+        """``(tileid, file)`` of the partition's ids (or of ``tileids``) that have a file, sorted by id.
+
+        Ids without a file are counted and reported once on stderr; none with a file is an error.
+        """
+        if tileids is None:
+            source = str(tileids_file(self.root, partition, fold))
+            tileids = read_tileids(self.root, partition, fold)
+        else:
+            source = f"the tile ids given for {partition}"
+        present, missing = self.split_tileids(tileids)
+        total = len(present) + len(missing)
+        if not present:
+            raise UserError(f"{source}: none of its {total} tile ids has a file in {self.config.datadir}")
         if missing and source not in self._reported:
             self._reported.add(source)
-            print(f"{len(missing)} of {len(present) + len(missing)} tile ids in {source} have no file in "
-                  f"{self.config.datadir}/", file=sys.stderr)
+            print(f"{len(missing)} of {total} tile ids in {source} have no file in {self.config.datadir}/",
+                  file=sys.stderr)
         return [(tileid, self._files[tileid]) for tileid in present]
-
-    def missing_tileids(self, partition: str, fold: int = 0) -> list[int]:
-        """The partition's tile ids that have no file in the data folder."""
-        return self._resolve(partition, fold, None)[2]
 
     def pipeline(self, partition: str, fold: int = 0, batchsize: int = 4, shuffle: bool = False,
                  seed: int | None = None, repeat: bool = False, temporal_samples: int | None | str = "default",
@@ -300,13 +298,14 @@ class Dataset:
         tileid_of = tf.constant([tileid for tileid, _ in files], tf.int64)
         num_files = len(files)
 
+        @tf.autograph.experimental.do_not_convert
         def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
             order = tf.range(num_files, dtype=tf.int64)
             if shuffle:
-                key = tf.random.experimental.stateless_fold_in(shuffle_key, epoch, alg=_RNG)
-                order = tf.random.experimental.stateless_shuffle(order, seed=key, alg=_RNG)
+                order = tf.random.experimental.stateless_shuffle(order, seed=_fold_in(shuffle_key, epoch), alg=_RNG)
             return tf.data.Dataset.from_tensor_slices((order, tf.fill([num_files], epoch)))
 
+        @tf.autograph.experimental.do_not_convert
         def read(index: tf.Tensor, epoch: tf.Tensor) -> tf.data.Dataset:
             # One record per file; read errors end in the "unreadable" sentinel so that the file name reaches
             # the error message (see process), instead of an anonymous DataLossError.
@@ -322,20 +321,20 @@ class Dataset:
                                                 tf.range(len(self.classes.ids), dtype=tf.int32)),
             default_value=0)
 
+        @tf.autograph.experimental.do_not_convert
         def process(index, epoch, features, readable) -> dict[str, tf.Tensor]:
             path = paths[index]
             with tf.control_dependencies([records.check(readable, path, _UNREADABLE)]):
                 arrays = self._checked_arrays(records.decode_features(features, path), path)
-            element_key = tf.random.experimental.stateless_fold_in(sample_key, epoch * num_files + index, alg=_RNG)
+            element = epoch * num_files + index  # keys the random draws: independent of parallelism
             if samples is not None:
-                arrays = _temporal_sample(arrays, samples, element_key)
+                arrays = _temporal_sample(arrays, samples, _fold_in(sample_key, element))
             batch = {name: tf.cast(arrays[name], tf.float32) * 1e-4 for name in ("x10", "x20", "x60")}
             batch["doy"] = tf.cast(arrays["doy"], tf.float32) / 365.0
             batch["year"] = tf.cast(arrays["year"], tf.float32) - 2016.0
             batch["labels"] = table.lookup(arrays["labels"][0])
             if augment:
-                flip_seed = tf.random.experimental.stateless_fold_in(flip_key, epoch * num_files + index, alg=_RNG)
-                batch = _random_flips(batch, flip_seed)
+                batch = _random_flips(batch, _fold_in(flip_key, element))
             batch["tileid"] = tileid_of[index]
             return batch
 
@@ -358,6 +357,11 @@ class Dataset:
             with tf.control_dependencies([match]):
                 checked[name] = tf.ensure_shape(arrays[name], expected)
         return checked
+
+
+def _fold_in(key: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
+    """A stateless RNG key derived from ``key`` and the integer ``data``."""
+    return tf.random.experimental.stateless_fold_in(key, data, alg=_RNG)
 
 
 def _temporal_sample(arrays: dict[str, tf.Tensor], samples: int, key: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -383,8 +387,9 @@ def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> st
     """Read every partition of every section through the pipeline; return the summary printed by the CLI."""
     sections = read_dataset_ini(root)
     classes = read_classes(root)
-    present = [p for p in PARTITIONS if tileids_file(root, p, fold).is_file()]
-    if not present:
+    partitions = {tileids_file(root, p, fold).stem: read_tileids(root, p, fold)
+                  for p in PARTITIONS if tileids_file(root, p, fold).is_file()}
+    if not partitions:
         raise UserError(f"{Path(root) / 'tileids'}: no train/test (fold {fold}) or eval partition files")
     lines = [f"dataset {root}: {classes.num_classes} classes + unknown, sections {', '.join(sections)}, "
              f"fold {fold}"]
@@ -393,18 +398,23 @@ def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> st
         lines += ["", f"[{name}] datadir {config.datadir.name}/, pix10 {config.pix10}, nobs {config.nobs}, "
                       f"bands {config.nbands10}/{config.nbands20}/{config.nbands60}",
                   f"  {'partition':<14}{'tiles':>7}{'missing':>9}   observations per tile min / mean / max"]
-        histogram = np.zeros(len(classes.ids), np.int64)
-        for partition in present:
-            observations = []
-            for batch in iterate(dataset.pipeline(partition, fold, batchsize=batchsize, temporal_samples=None)):
-                histogram += np.bincount(batch["labels"].ravel(), minlength=len(classes.ids))
-                observations.append((batch["doy"] > 0).sum(axis=1))
-            counts = np.concatenate(observations)
-            label = tileids_file(root, partition, fold).stem
-            lines.append(f"  {label:<14}{counts.size:>7}{len(dataset.missing_tileids(partition, fold)):>9}   "
-                         f"{counts.min():>3} / {counts.mean():.1f} / {counts.max()}")
-        lines.append(f"  {'index':>5} {'raw':>4}  {'class':<20}{'pixels':>12}{'share':>9}")
+        split = {label: dataset.split_tileids(ids) for label, ids in partitions.items()}
+        tileids = sorted(set().union(*(present for present, _ in split.values())))
+        observations, histograms = {}, {}
+        if tileids:
+            pipeline = dataset.pipeline("all partitions", tileids=tileids, batchsize=batchsize, temporal_samples=None)
+            for batch in iterate(pipeline):
+                for tileid, doy, labels in zip(batch["tileid"], batch["doy"], batch["labels"], strict=True):
+                    observations[tileid] = int((doy > 0).sum())
+                    histograms[tileid] = np.bincount(labels.ravel(), minlength=len(classes.ids))
+        for label, (present, missing) in split.items():
+            counts = [observations[tileid] for tileid in present]
+            spread = f"{min(counts):>3} / {np.mean(counts):.1f} / {max(counts)}" if counts else "  -"
+            lines.append(f"  {label:<14}{len(present):>7}{len(missing):>9}   {spread}")
+        histogram = np.sum(list(histograms.values()), axis=0) if histograms else np.zeros(len(classes.ids), int)
         total = max(int(histogram.sum()), 1)
+        lines.append(f"  class histogram of the {len(tileids)} tiles of all partitions:")
+        lines.append(f"  {'index':>5} {'raw':>4}  {'class':<20}{'pixels':>12}{'share':>9}")
         for index, (raw, class_name, pixels) in enumerate(zip(classes.ids, classes.names, histogram, strict=True)):
             lines.append(f"  {index:>5} {raw:>4}  {class_name:<20}{pixels:>12}{100 * pixels / total:>8.2f}%")
     return "\n".join(lines)
