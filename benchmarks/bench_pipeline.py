@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -60,16 +61,20 @@ def generate(root: Path, pix: int, tiles: int, seed: int = 0) -> Path:
     return root
 
 
-def throughput(root: Path, section: str, batches: int, batchsize: int, temporal_samples: int) -> float:
-    """Samples per second over ``batches`` batches after one warm-up batch."""
+def throughput(root: Path, section: str, batches: int, batchsize: int, temporal_samples: int) -> tuple[float, float]:
+    """(samples per second, CPU milliseconds per sample) over ``batches`` batches after one warm-up batch.
+
+    The CPU time (all threads of this process) tells what the pipeline costs independent of other load.
+    """
     pipeline = Dataset(root, section).pipeline("train", batchsize=batchsize, shuffle=True, seed=0, repeat=True,
                                                temporal_samples=temporal_samples)
     batches_iter = iterate(pipeline)
     next(batches_iter)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(batches_iter)
-    return batches * batchsize / (time.perf_counter() - start)
+    samples = batches * batchsize
+    return samples / (time.perf_counter() - start), 1000 * (time.process_time() - cpu_start) / samples
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -81,16 +86,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batchsize", type=int, default=4)
     parser.add_argument("--temporal_samples", type=int, default=30)
     args = parser.parse_args(argv)
-    print("| px | tiles | temporal_samples | batch | shuffle | samples/s |\n|---|---|---|---|---|---|")
+    print(f"{os.cpu_count()} CPU cores\n"
+          "| px | tiles | MB/tile (gz) | temporal_samples | batch | shuffle | samples/s | CPU ms/sample |\n"
+          "|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         roots = [args.datadir] if args.datadir else [generate(Path(tmp) / f"{pix}", pix, args.tiles)
                                                      for pix in (24, 48)]
         for root in roots:
             dataset = Dataset(root, args.section)
-            rate = throughput(root, args.section, args.batches, args.batchsize, args.temporal_samples)
-            tiles = len(dataset.tile_files("train"))
-            print(f"| {dataset.config.pix10} | {tiles} | {args.temporal_samples} | {args.batchsize} | on "
-                  f"| {rate:.0f} |")
+            files = dataset.tile_files("train")
+            size = sum(path.stat().st_size for _, path in files) / len(files) / 1e6
+            rate, cpu = throughput(root, args.section, args.batches, args.batchsize, args.temporal_samples)
+            print(f"| {dataset.config.pix10} | {len(files)} | {size:.2f} | {args.temporal_samples} | "
+                  f"{args.batchsize} | on | {rate:.0f} | {cpu:.1f} |")
 
 
 if __name__ == "__main__":

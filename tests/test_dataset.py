@@ -111,6 +111,9 @@ def test_dataset_ini_missing_file_and_section(tmp_path, root):
         ds.read_dataset_ini(tmp_path)
     with pytest.raises(UserError, match=rf"^{root / 'dataset.ini'}: no section \[2018\] \(sections: 2016, 2017\)$"):
         Dataset(root, "2018")
+    (tmp_path / "dataset.ini").write_text("# no sections\n")
+    with pytest.raises(UserError, match=rf"^{tmp_path / 'dataset.ini'}: no sections$"):
+        ds.read_dataset_ini(tmp_path)
 
 
 # --- classes.txt -------------------------------------------------------------------------------------------------
