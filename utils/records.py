@@ -6,6 +6,7 @@ labels/data labels/shape``. Files are ``<tileid>.tfrecord.gz`` (GZIP) or ``<tile
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,15 @@ DATA_KEYS = {"x10": "x10/data", "x20": "x20/data", "x60": "x60/data", "doy": "da
              "labels": "labels/data"}
 SHAPE_KEYS = {"x10": "x10/shape", "x20": "x20/shape", "x60": "x60/shape", "doy": "dates/shape",
               "year": "dates/shape", "labels": "labels/shape"}
+# Every key is parsed as a variable-length list so that a missing feature reaches the checks of
+# :func:`decode_features` (and an error naming the file) instead of failing inside the parser.
 FEATURE_SPEC = {
-    **{key: tf.io.FixedLenFeature([], tf.string) for key in DATA_KEYS.values()},
-    **{SHAPE_KEYS[name]: tf.io.FixedLenFeature([RANKS[name]], tf.int64) for name in ARRAYS},
+    **{key: tf.io.VarLenFeature(tf.string) for key in DATA_KEYS.values()},
+    **{key: tf.io.VarLenFeature(tf.int64) for key in SHAPE_KEYS.values()},
 }
+# Data-error messages raised inside tf.data are wrapped in these markers so that :func:`data_error_message`
+# can find them in TensorFlow's error text.
+_MESSAGE_START, _MESSAGE_END = "<<", ">>"
 
 
 @dataclass
@@ -111,20 +117,77 @@ def read_tile(path: str | os.PathLike) -> Tile:
     return decode_tile(serialized.numpy(), str(path))
 
 
+def _text(part: tf.Tensor | str) -> tf.Tensor | str:
+    """A message part as a string: text stays, an integer tensor becomes ``[a, b, c]`` or ``a``."""
+    if isinstance(part, str) or part.dtype == tf.string:
+        return part
+    values = tf.strings.as_string(part)
+    if part.shape.rank == 0:
+        return values
+    return tf.strings.join(["[", tf.strings.reduce_join(values, separator=", "), "]"])
+
+
+def check(condition: tf.Tensor, source: tf.Tensor | str, *parts: tf.Tensor | str) -> tf.Operation:
+    """Graph assertion whose failure message is ``<source>: <parts joined>``; see :func:`data_error_message`."""
+    message = tf.strings.join([_MESSAGE_START, source, ": ", *(_text(part) for part in parts), _MESSAGE_END])
+    return tf.debugging.Assert(condition, [message])
+
+
+def data_error_message(err: tf.errors.OpError) -> str | None:
+    """The one-line message of a failed :func:`check` inside ``err``, or None when ``err`` is another error."""
+    start = err.message.find(_MESSAGE_START)
+    end = err.message.find(_MESSAGE_END, start + len(_MESSAGE_START))
+    if start < 0 or end < 0:
+        return None
+    # TensorFlow prints the string tensor C-escaped (quotes, non-ASCII bytes as octal): undo that.
+    escaped = err.message[start + len(_MESSAGE_START):end]
+    return codecs.escape_decode(escaped.encode("utf-8"))[0].decode("utf-8", errors="replace")
+
+
+def parse_features(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parse a serialised ``tf.train.Example`` into the 1-D value list of every schema key (empty when absent).
+
+    Fails (``InvalidArgumentError``) only when the bytes are not a ``tf.train.Example`` at all.
+    """
+    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
+    return {key: value.values for key, value in parsed.items()}
+
+
+def decode_features(features: dict[str, tf.Tensor], source: tf.Tensor | str = "<record>") -> dict[str, tf.Tensor]:
+    """Check and decode the output of :func:`parse_features` into int64 arrays ``x10 … labels`` (graph).
+
+    A missing feature, a shape of the wrong rank or a blob whose length does not match its stored shape raises
+    ``InvalidArgumentError`` whose message (see :func:`data_error_message`) names ``source`` and the feature.
+    """
+    counts = {**{DATA_KEYS[name]: 1 for name in ARRAYS}, **{SHAPE_KEYS[name]: RANKS[name] for name in ARRAYS}}
+    presence = []
+    for key, count in counts.items():
+        size = tf.size(features[key])
+        problem = tf.where(size == 0, f"record has no feature '{key}'",
+                           tf.strings.join([f"feature '{key}' holds ", tf.strings.as_string(size),
+                                            f" values instead of {count}"]))
+        presence.append(check(tf.equal(size, count), source, problem))
+    out = {}
+    with tf.control_dependencies(presence):
+        for name in ARRAYS:
+            blob = features[DATA_KEYS[name]][0]
+            shape = features[SHAPE_KEYS[name]]
+            nbytes = tf.cast(tf.strings.length(blob, unit="BYTE"), tf.int64)
+            needed = tf.reduce_prod(shape) * 8
+            negative = tf.reduce_any(shape < 0)
+            problem = tf.where(negative, tf.strings.join(["has a negative size in shape ", _text(shape)]),
+                               tf.strings.join(["has ", _text(nbytes), " bytes but shape ", _text(shape),
+                                                " needs ", _text(needed)]))
+            match = check(~negative & tf.equal(nbytes, needed), source, f"'{DATA_KEYS[name]}' ", problem)
+            with tf.control_dependencies([match]):
+                out[name] = tf.reshape(tf.io.decode_raw(blob, tf.int64, little_endian=True), shape)
+    return out
+
+
 def parse_example(serialized: tf.Tensor, source: tf.Tensor | str = "<record>") -> dict[str, tf.Tensor]:
     """Graph version of :func:`decode_tile` for tf.data: a dict of int64 tensors ``x10 … labels``.
 
-    A blob whose length does not match its stored shape raises ``InvalidArgumentError`` whose message names
+    Bad records raise ``InvalidArgumentError``; :func:`data_error_message` extracts the one-line message naming
     ``source`` (pass the file name) and the feature.
     """
-    parsed = tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    out = {}
-    for name in ARRAYS:
-        values = tf.io.decode_raw(parsed[DATA_KEYS[name]], tf.int64, little_endian=True)
-        shape = parsed[SHAPE_KEYS[name]]
-        check = tf.debugging.Assert(
-            tf.equal(tf.size(values, out_type=tf.int64), tf.reduce_prod(shape)),
-            [source, f": '{DATA_KEYS[name]}' does not match its shape"])
-        with tf.control_dependencies([check]):
-            out[name] = tf.reshape(values, shape)
-    return out
+    return decode_features(parse_features(serialized), source)

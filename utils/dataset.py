@@ -1,0 +1,435 @@
+"""A dataset root in the original layout (spec §1.2): ``dataset.ini``, ``classes.txt``, ``tileids/`` and the
+per-tile TFRecord files, read into the tf.data pipeline of docs/DESIGN.md.
+
+``python -m utils.dataset ROOT [--fold K]`` reads every partition of every section and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import re
+import secrets
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import tensorflow as tf
+
+from utils import records
+from utils.cli import UserError, run
+
+INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
+FOLDED_PARTITIONS = ("train", "test")
+PARTITIONS = ("train", "test", "eval")
+_TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")
+_READ_BUFFER = 1 << 20
+_RNG = "philox"
+_UNREADABLE = "no readable tf.train.Example record (the file is empty, truncated, corrupt or not a TFRecord)"
+
+
+@dataclass(frozen=True)
+class SectionConfig:
+    """One section ("year") of ``dataset.ini``; ``datadir`` is resolved against the dataset root."""
+
+    name: str
+    datadir: Path
+    pix10: int
+    nobs: int
+    nbands10: int
+    nbands20: int
+    nbands60: int
+    tiletable: str
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shape of every stored array of a record (the original's ``calc_expected_shapes``, integer division)."""
+        pix, nobs = self.pix10, self.nobs
+        return {"x10": (nobs, pix, pix, self.nbands10), "x20": (nobs, pix // 2, pix // 2, self.nbands20),
+                "x60": (nobs, pix // 6, pix // 6, self.nbands60), "doy": (nobs,), "year": (nobs,),
+                "labels": (nobs, pix, pix)}
+
+
+_SHAPE_TERMS = {"x10": "nobs, pix10, pix10, nbands10", "x20": "nobs, pix10/2, pix10/2, nbands20",
+                "x60": "nobs, pix10/6, pix10/6, nbands60", "doy": "nobs", "year": "nobs",
+                "labels": "nobs, pix10, pix10"}
+
+
+def _read_ini(root: Path) -> tuple[Path, configparser.ConfigParser]:
+    path = Path(root) / "dataset.ini"
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(path.read_text(), source=str(path))
+    except configparser.Error as err:
+        raise UserError(f"{path}: {str(err).splitlines()[0]}") from None
+    return path, parser
+
+
+def _section_config(path: Path, parser: configparser.ConfigParser, section: str) -> SectionConfig:
+    if not parser.has_section(section):
+        raise UserError(f"{path}: no section [{section}] (sections: {', '.join(parser.sections()) or 'none'})")
+    values = parser[section]
+    for key in INI_KEYS:
+        if key not in values or not values[key].strip():
+            raise UserError(f"{path}: section [{section}] has no key '{key}'")
+    numbers = {}
+    for key in ("pix10", "nobs", "nbands10", "nbands20", "nbands60"):
+        try:
+            numbers[key] = int(values[key])
+        except ValueError:
+            raise UserError(f"{path}: section [{section}] key '{key}' = {values[key]!r} is not an integer") from None
+        if numbers[key] < 1:
+            raise UserError(f"{path}: section [{section}] key '{key}' = {numbers[key]} must be positive")
+    return SectionConfig(name=section, datadir=path.parent / values["datadir"].strip(),
+                         tiletable=values["tiletable"].strip(), **numbers)
+
+
+def read_dataset_ini(root: str | os.PathLike) -> dict[str, SectionConfig]:
+    """Every section of ``<root>/dataset.ini``, each with all keys the original requires."""
+    path, parser = _read_ini(Path(root))
+    if not parser.sections():
+        raise UserError(f"{path}: no sections")
+    return {section: _section_config(path, parser, section) for section in parser.sections()}
+
+
+def read_section(root: str | os.PathLike, section: str) -> SectionConfig:
+    """One section of ``<root>/dataset.ini``."""
+    path, parser = _read_ini(Path(root))
+    return _section_config(path, parser, section)
+
+
+@dataclass(frozen=True)
+class ClassList:
+    """``classes.txt``: raw class ids and names; list position = class index, index 0 = unknown (raw id 0)."""
+
+    ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes without unknown (the network's logits)."""
+        return len(self.ids) - 1
+
+    @property
+    def folder_names(self) -> list[str]:
+        """Confidence folder names of the original: ``<k>_<name with underscores>`` for k = 1..num_classes."""
+        return [f"{k}_{name.replace(' ', '_')}" for k, name in enumerate(self.names[1:], start=1)]
+
+    def to_index(self, raw: npt.ArrayLike) -> np.ndarray:
+        """Raw class ids → class indices (int32); raw ids not in the list become 0 (unknown)."""
+        raw = np.asarray(raw)
+        ids = np.asarray(self.ids)
+        order = np.argsort(ids)
+        pos = np.clip(np.searchsorted(ids[order], raw), 0, len(ids) - 1)
+        return np.where(ids[order][pos] == raw, order[pos], 0).astype(np.int32)
+
+    def to_raw(self, index: npt.ArrayLike) -> np.ndarray:
+        """Class indices → raw class ids (int64); raises ValueError for an index outside 0..num_classes."""
+        index = np.asarray(index)
+        if index.size and (index.min() < 0 or index.max() > self.num_classes):
+            raise ValueError(f"class index outside 0..{self.num_classes}")
+        return np.asarray(self.ids, dtype=np.int64)[index]
+
+
+def read_classes(root: str | os.PathLike) -> ClassList:
+    """Read ``<root>/classes.txt`` (``id|name`` lines; lines without ``|`` are ignored as in the original)."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    ids, names = [], []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if "|" not in line:
+            continue
+        fields = line.split("|")
+        if len(fields) != 2:
+            raise UserError(f"{path}:{lineno}: expected 'id|name', got {line.strip()!r}")
+        try:
+            raw = int(fields[0])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: class id {fields[0].strip()!r} is not an integer") from None
+        if raw in ids:
+            raise UserError(f"{path}:{lineno}: class id {raw} is listed twice")
+        ids.append(raw)
+        names.append(fields[1].strip())
+    if not ids:
+        raise UserError(f"{path}: no 'id|name' lines")
+    if ids[0] != 0:
+        raise UserError(f"{path}: the first class must be raw id 0 (unknown), got {ids[0]}")
+    return ClassList(tuple(ids), tuple(names))
+
+
+def tileids_file(root: str | os.PathLike, partition: str, fold: int = 0) -> Path:
+    """``tileids/train_fold<k>.tileids``, ``tileids/test_fold<k>.tileids``, or ``tileids/<partition>.tileids``."""
+    name = f"{partition}_fold{fold}" if partition in FOLDED_PARTITIONS else partition.removesuffix(".tileids")
+    return Path(root) / "tileids" / f"{name}.tileids"
+
+
+def read_tileids(root: str | os.PathLike, partition: str, fold: int = 0) -> list[int]:
+    """The tile ids of a partition file, in file order (blank lines ignored)."""
+    path = tileids_file(root, partition, fold)
+    if not path.is_file():
+        present = sorted(p.stem for p in path.parent.glob("*.tileids"))
+        raise UserError(f"{path}: no such file (partitions in {path.parent}: {', '.join(present) or 'none'})")
+    ids = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            ids.append(int(line))
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: tile id {line.strip()!r} is not an integer") from None
+    if not ids:
+        raise UserError(f"{path}: no tile ids")
+    return ids
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Turn a bad-record error raised while iterating a pipeline into a one-line :class:`UserError` naming the file.
+
+    Use it around every loop over (or ``fit``/``predict`` on) a :meth:`Dataset.pipeline`.
+    """
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        message = records.data_error_message(err)
+        if message is None:
+            raise
+        raise UserError(message) from None
+
+
+def iterate(dataset: tf.data.Dataset) -> Iterator[dict[str, np.ndarray]]:
+    """Yield a pipeline's batches as numpy dicts, with :func:`translate_errors`."""
+    with translate_errors():
+        yield from dataset.as_numpy_iterator()
+
+
+class Dataset:
+    """One section of a dataset root: its config, classes, tile files and the tf.data pipeline."""
+
+    def __init__(self, root: str | os.PathLike, section: str = "2016", temporal_samples: int | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise UserError(f"{self.root}: dataset root does not exist")
+        self.config = read_section(self.root, section)
+        self.classes = read_classes(self.root)
+        self.temporal_samples = self._checked_samples(temporal_samples)
+        self._reported: set[str] = set()
+
+    def _checked_samples(self, temporal_samples: int | None) -> int | None:
+        nobs = self.config.nobs
+        if temporal_samples is not None and not 1 <= temporal_samples <= nobs:
+            raise UserError(f"{self.root / 'dataset.ini'}: temporal_samples = {temporal_samples} must lie in "
+                            f"1..nobs = {nobs} of section [{self.config.name}]")
+        return temporal_samples
+
+    @cached_property
+    def _files(self) -> dict[int, Path]:
+        datadir = self.config.datadir
+        if not datadir.is_dir():
+            raise UserError(f"{datadir}: data folder of section [{self.config.name}] does not exist")
+        files: dict[int, Path] = {}
+        for entry in os.scandir(datadir):
+            match = _TILE_FILE.fullmatch(entry.name)
+            if match is None:
+                continue
+            tileid = int(match.group(1))
+            if tileid in files:
+                raise UserError(f"{datadir}: tile {tileid} is stored twice ({files[tileid].name}, {entry.name})")
+            files[tileid] = Path(entry.path)
+        return files
+
+    def split_tileids(self, tileids: Iterable[int]) -> tuple[list[int], list[int]]:
+        """(ids with a file, ids without) among ``tileids``, each sorted and without duplicates."""
+        ids = sorted({int(tileid) for tileid in tileids})
+        return [i for i in ids if i in self._files], [i for i in ids if i not in self._files]
+
+    def tile_files(self, partition: str, fold: int = 0, tileids: Iterable[int] | None = None) -> list[tuple[int, Path]]:
+        """``(tileid, file)`` of the partition's ids (or of ``tileids``) that have a file, sorted by id.
+
+        Ids without a file are counted and reported once on stderr; none with a file is an error.
+        """
+        if tileids is None:
+            source = str(tileids_file(self.root, partition, fold))
+            tileids = read_tileids(self.root, partition, fold)
+        else:
+            source = f"the tile ids given for {partition}"
+        present, missing = self.split_tileids(tileids)
+        total = len(present) + len(missing)
+        if not present:
+            raise UserError(f"{source}: none of its {total} tile ids has a file in {self.config.datadir}")
+        if missing and source not in self._reported:
+            self._reported.add(source)
+            print(f"{len(missing)} of {total} tile ids in {source} have no file in {self.config.datadir}/",
+                  file=sys.stderr)
+        return [(tileid, self._files[tileid]) for tileid in present]
+
+    def pipeline(self, partition: str, fold: int = 0, batchsize: int = 4, shuffle: bool = False,
+                 seed: int | None = None, repeat: bool = False, temporal_samples: int | None | str = "default",
+                 augment: bool = False, limit_batches: int = -1, tileids: Iterable[int] | None = None,
+                 drop_remainder: bool = False, prefetch: int | None = tf.data.AUTOTUNE) -> tf.data.Dataset:
+        """The batched tf.data pipeline of a partition, yielding the batch dict of docs/DESIGN.md.
+
+        ``shuffle`` reshuffles the file order every epoch; ``seed`` fixes the file orders, temporal samples and
+        flips (None: a fresh random seed). ``temporal_samples`` ("default": the constructor's value) keeps a sorted
+        random subset of the ``nobs`` steps. ``augment`` flips H and W with p = 0.5 each. ``limit_batches > 0``
+        keeps the first ``limit_batches * batchsize`` files. Iterate it through :func:`iterate` or
+        :func:`translate_errors` so that bad records become one-line errors.
+        """
+        if batchsize < 1:
+            raise UserError(f"batchsize = {batchsize} must be at least 1")
+        samples = self.temporal_samples if temporal_samples == "default" else self._checked_samples(temporal_samples)
+        files = self.tile_files(partition, fold, tileids)
+        if limit_batches > 0:
+            files = files[:limit_batches * batchsize]
+        seed = secrets.randbits(63) if seed is None else seed
+        shuffle_key, sample_key, flip_key = tf.unstack(
+            tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), num=3, alg=_RNG))
+        paths = tf.constant([str(path) for _, path in files])
+        compressions = tf.constant([records.compression_of(path) for _, path in files])
+        tileid_of = tf.constant([tileid for tileid, _ in files], tf.int64)
+        num_files = len(files)
+
+        @tf.autograph.experimental.do_not_convert
+        def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
+            order = tf.range(num_files, dtype=tf.int64)
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(order, seed=_fold_in(shuffle_key, epoch), alg=_RNG)
+            return tf.data.Dataset.from_tensor_slices((order, tf.fill([num_files], epoch)))
+
+        @tf.autograph.experimental.do_not_convert
+        def read(index: tf.Tensor, epoch: tf.Tensor) -> tf.data.Dataset:
+            # One record per file; read errors end in the "unreadable" sentinel so that the file name reaches
+            # the error message (see process), instead of an anonymous DataLossError.
+            file = tf.data.TFRecordDataset(paths[index], compression_type=compressions[index],
+                                           buffer_size=_READ_BUFFER)
+            good = file.take(1).map(lambda serialized: (records.parse_features(serialized), True)).ignore_errors()
+            empty = {key: tf.zeros([0], spec.dtype) for key, spec in records.FEATURE_SPEC.items()}
+            return good.concatenate(tf.data.Dataset.from_tensors((empty, False))).take(1).map(
+                lambda features, readable: (index, epoch, features, readable))
+
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(self.classes.ids, tf.int64),
+                                                tf.range(len(self.classes.ids), dtype=tf.int32)),
+            default_value=0)
+
+        @tf.autograph.experimental.do_not_convert
+        def process(index, epoch, features, readable) -> dict[str, tf.Tensor]:
+            path = paths[index]
+            with tf.control_dependencies([records.check(readable, path, _UNREADABLE)]):
+                arrays = self._checked_arrays(records.decode_features(features, path), path)
+            element = epoch * num_files + index  # keys the random draws: independent of parallelism
+            if samples is not None:
+                arrays = _temporal_sample(arrays, samples, _fold_in(sample_key, element))
+            batch = {name: tf.cast(arrays[name], tf.float32) * 1e-4 for name in ("x10", "x20", "x60")}
+            batch["doy"] = tf.cast(arrays["doy"], tf.float32) / 365.0
+            batch["year"] = tf.cast(arrays["year"], tf.float32) - 2016.0
+            batch["labels"] = table.lookup(arrays["labels"][0])
+            if augment:
+                batch = _random_flips(batch, _fold_in(flip_key, element))
+            batch["tileid"] = tileid_of[index]
+            return batch
+
+        epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+        dataset = epochs.flat_map(epoch_order)
+        dataset = dataset.interleave(read, cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE,
+                                     deterministic=True)
+        dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.batch(batchsize, drop_remainder=drop_remainder)
+        return dataset.prefetch(prefetch) if prefetch else dataset
+
+    def _checked_arrays(self, arrays: dict[str, tf.Tensor], path: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Assert that every array has the shape dataset.ini implies; set those static shapes."""
+        checked = {}
+        for name, expected in self.config.shapes.items():
+            shape = tf.shape(arrays[name], out_type=tf.int64)
+            match = records.check(tf.reduce_all(tf.equal(shape, expected)), path, f"{name} has shape ", shape,
+                                  f" but section [{self.config.name}] of dataset.ini expects {list(expected)} "
+                                  f"({_SHAPE_TERMS[name]})")
+            with tf.control_dependencies([match]):
+                checked[name] = tf.ensure_shape(arrays[name], expected)
+        return checked
+
+
+def _fold_in(key: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
+    """A stateless RNG key derived from ``key`` and the integer ``data``."""
+    return tf.random.experimental.stateless_fold_in(key, data, alg=_RNG)
+
+
+def _temporal_sample(arrays: dict[str, tf.Tensor], samples: int, key: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Keep a sorted random subset of ``samples`` time steps (spec §1.9); labels keep all steps."""
+    nobs = arrays["doy"].shape[0]
+    steps = tf.random.experimental.stateless_shuffle(tf.range(nobs), seed=key, alg=_RNG)[:samples]
+    steps = tf.sort(steps)
+    return {name: value if name == "labels" else tf.gather(value, steps) for name, value in arrays.items()}
+
+
+def _random_flips(batch: dict[str, tf.Tensor], key: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Reverse the height and, independently, the width axis of x10/x20/x60/labels, each with p = 0.5."""
+    flips = tf.random.stateless_uniform([2], seed=key, alg=_RNG) < 0.5
+    out = dict(batch)
+    for flip, axis in ((flips[0], 1), (flips[1], 2)):  # axes of (T, H, W, C); labels are (H, W)
+        for name in ("x10", "x20", "x60", "labels"):
+            value, value_axis = out[name], axis - 1 if name == "labels" else axis
+            out[name] = tf.cond(flip, lambda v=value, a=value_axis: tf.reverse(v, [a]), lambda v=value: v)
+    return out
+
+
+def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> str:
+    """Read every partition of every section through the pipeline; return the summary printed by the CLI."""
+    sections = read_dataset_ini(root)
+    classes = read_classes(root)
+    partitions = {tileids_file(root, p, fold).stem: read_tileids(root, p, fold)
+                  for p in PARTITIONS if tileids_file(root, p, fold).is_file()}
+    if not partitions:
+        raise UserError(f"{Path(root) / 'tileids'}: no train/test (fold {fold}) or eval partition files")
+    lines = [f"dataset {root}: {classes.num_classes} classes + unknown, sections {', '.join(sections)}, "
+             f"fold {fold}"]
+    for name, config in sections.items():
+        dataset = Dataset(root, name)
+        lines += ["", f"[{name}] datadir {config.datadir.name}/, pix10 {config.pix10}, nobs {config.nobs}, "
+                      f"bands {config.nbands10}/{config.nbands20}/{config.nbands60}",
+                  f"  {'partition':<14}{'tiles':>7}{'missing':>9}   observations per tile min / mean / max"]
+        split = {label: dataset.split_tileids(ids) for label, ids in partitions.items()}
+        tileids = sorted(set().union(*(present for present, _ in split.values())))
+        observations, histograms = {}, {}
+        if tileids:
+            pipeline = dataset.pipeline("all partitions", tileids=tileids, batchsize=batchsize, temporal_samples=None)
+            for batch in iterate(pipeline):
+                for tileid, doy, labels in zip(batch["tileid"], batch["doy"], batch["labels"], strict=True):
+                    observations[tileid] = int((doy > 0).sum())
+                    histograms[tileid] = np.bincount(labels.ravel(), minlength=len(classes.ids))
+        for label, (present, missing) in split.items():
+            counts = [observations[tileid] for tileid in present]
+            spread = f"{min(counts):>3} / {np.mean(counts):.1f} / {max(counts)}" if counts else "  -"
+            lines.append(f"  {label:<14}{len(present):>7}{len(missing):>9}   {spread}")
+        histogram = np.sum(list(histograms.values()), axis=0) if histograms else np.zeros(len(classes.ids), int)
+        total = max(int(histogram.sum()), 1)
+        lines.append(f"  class histogram of the {len(tileids)} tiles of all partitions:")
+        lines.append(f"  {'index':>5} {'raw':>4}  {'class':<20}{'pixels':>12}{'share':>9}")
+        for index, (raw, class_name, pixels) in enumerate(zip(classes.ids, classes.names, histogram, strict=True)):
+            lines.append(f"  {index:>5} {raw:>4}  {class_name:<20}{pixels:>12}{100 * pixels / total:>8.2f}%")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m utils.dataset ROOT [--fold K]``."""
+    parser = argparse.ArgumentParser(prog="python -m utils.dataset", description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders")
+    parser.add_argument("--fold", type=int, default=0, help="fold of the train/test partitions (default 0)")
+    args = parser.parse_args(argv)
+    if not Path(args.root).is_dir():
+        raise UserError(f"{args.root}: dataset root does not exist")
+    print(summarize(args.root, args.fold))
+
+
+if __name__ == "__main__":
+    run(main)
