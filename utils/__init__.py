@@ -1,6 +1,5 @@
 """Data, I/O and command-line helpers of the MTLCC re-implementation."""
 
-import os
+from utils.tfquiet import import_tensorflow_quietly
 
-# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) is noise for the user of a command-line tool.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow_quietly()
