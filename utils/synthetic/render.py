@@ -56,7 +56,8 @@ class Scene:
 
     ``bands`` ``(T, 48, 48, 13)`` float32 TOA DN of all bands at 10 m (order ``spectra.BANDS``), ``doy`` ``(T,)``,
     ``labels`` ``(48, 48)`` raw ids, ``cover`` ``(48, 48)`` raw crop id or land-cover code, and the ``(T, 48, 48)``
-    maps ``cloud`` (opacity), ``shadow`` and ``snow``.
+    maps ``cloud`` (opacity), ``shadow`` (share of direct sunlight blocked / 0.8), ``cirrus`` (reflectance of the thin
+    ice cloud layer) and ``snow`` (cover fraction).
     """
 
     year: int
@@ -66,6 +67,7 @@ class Scene:
     cover: np.ndarray
     cloud: np.ndarray
     shadow: np.ndarray
+    cirrus: np.ndarray
     snow: np.ndarray
 
 
@@ -115,7 +117,8 @@ def render_tile(world: World, year: int, row: int, col: int) -> Scene:
     return Scene(
         year=year, doy=sky.doy[acquisitions].astype(np.int64), bands=np.maximum(dn, 1.0).astype(np.float32),
         labels=land.labels(y, *inside), cover=land.cover[y][land.parcel[inside]],
-        cloud=inner(weather["cloud"]), shadow=inner(weather["shadow"]), snow=inner(snow),
+        cloud=inner(weather["cloud"]), shadow=inner(weather["shadow"]), cirrus=inner(weather["cirrus"]),
+        snow=inner(snow),
     )
 
 
