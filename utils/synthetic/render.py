@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from utils.records import Tile
-from utils.synthetic.landscape import MARGIN_PX, TILE, Landscape, check_blocks, make_landscape
+from utils.synthetic.landscape import MARGIN_PX, TILE, Landscape, make_landscape
 from utils.synthetic.phenology import fractions
 from utils.synthetic.sky import Sky, make_sky
 from utils.synthetic.spectra import (
@@ -74,7 +74,6 @@ class Scene:
 def make_world(seed: int = 0, blocks: tuple[int, int] = DEFAULT_BLOCKS, years: tuple[int, ...] = DEFAULT_YEARS,
                nobs: int = DEFAULT_NOBS) -> World:
     """Simulate the landscape and skies for ``seed`` (the same seed always gives the same world)."""
-    blocks = check_blocks(blocks)
     landscape = make_landscape(np.random.default_rng([seed, LANDSCAPE]), blocks, len(years))
     skies = {year: make_sky(np.random.default_rng([seed, SKY, year]), year, landscape.parcel.shape, nobs)
              for year in years}

@@ -14,12 +14,12 @@ from utils.cli import SYNTHETIC_ROOT, UserError
 from utils.fsio import atomic_dir, atomic_file
 from utils.georef import GeoRef, format_geotransform_row
 from utils.records import write_tile
-from utils.synthetic.landscape import FOLDS, TILE
+from utils.synthetic.landscape import FOLDS, TILE, check_blocks
 from utils.synthetic.phenology import CLASSES
 from utils.synthetic.render import DEFAULT_BLOCKS, DEFAULT_NOBS, DEFAULT_YEARS, World, make_world, render_tile, to_tile
 
 VERSION = 1  # bump when the generator's output changes: the cached default dataset is then regenerated
-ORIGIN = (690_000.0, 5_370_000.0)  # top-left corner of the tiles, EPSG:32632 (Hallertau, north of Munich)
+ORIGIN = (690_000.0, 5_370_000.0)  # top-left corner, EPSG:32632 (48.46 N 11.57 E: southern Hallertau, north of Munich)
 EPSG = 32632
 PIXEL = 10
 COMPRESSION_LEVEL = 1  # zlib level of the .tfrecord.gz files: level 6 is 10 % smaller but 4x slower to write
@@ -48,6 +48,7 @@ def generate(outdir: str | os.PathLike, *, seed: int = 0, blocks: tuple[int, int
     """
     years = tuple(int(y) for y in years)
     check_arguments(seed, years, nobs)
+    blocks = check_blocks(blocks)
     world = make_world(seed, blocks, years, nobs)
     outdir = Path(outdir)
     with atomic_dir(outdir / "240") as root240, atomic_dir(outdir / "480") as root480:
