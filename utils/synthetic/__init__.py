@@ -1,0 +1,21 @@
+"""The learnable synthetic MTLCC dataset: a simulated Bavarian landscape written in the original layout.
+
+Nobody can download the 40 GB ``data_IJGI18`` here, so every command defaults to this dataset. It is one simulated
+landscape (EPSG:32632, north of Munich), written as two dataset roots of the same area: ``240`` (24 px tiles) and
+``480`` (48 px tiles, each the 2 x 2 mosaic of four 24 px tiles). Modules:
+
+- ``landscape``: parcels, land cover, crops per year and the spatial train/test/eval split;
+- ``phenology``: crop calendars and land covers as endmember fractions over the year;
+- ``spectra``: Sentinel-2 bands, endmember spectra and the top-of-atmosphere signal;
+- ``sky``: acquisition dates (two orbits, Sentinel-2A/B) and the weather of each (clouds, shadows, haze, snow);
+- ``render``: the simulated world and the rendering of a tile into 13 bands at 10 m and into records;
+- ``writer``: ``generate`` and ``ensure_default_dataset``.
+"""
+
+from utils.synthetic.phenology import CLASSES
+from utils.synthetic.render import Scene, World, make_world, render_tile, to_tile
+from utils.synthetic.spectra import BANDS
+from utils.synthetic.writer import ensure_default_dataset, generate
+
+__all__ = ["BANDS", "CLASSES", "Scene", "World", "ensure_default_dataset", "generate", "make_world", "render_tile",
+           "to_tile"]
