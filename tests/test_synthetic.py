@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import SYNTHETIC_BLOCKS as BLOCKS
 
 from utils.cli import UserError, run
 from utils.georef import read_geotransforms
@@ -21,7 +22,6 @@ from utils.synthetic.phenology import CROPS, FOREST_CONIFER, FOREST_DECIDUOUS
 from utils.synthetic.render import block_mean
 from utils.synthetic.spectra import X10, X20, X60
 
-BLOCKS = (1, 2)  # 128 tiles of 24 px and 32 tiles of 48 px per year
 YEARS = (2016, 2017)
 NOBS = 46
 PARTITIONS = ["eval"] + [f"{p}_fold{k}" for k in range(10) for p in ("train", "test")]
@@ -30,10 +30,9 @@ B = {name: BANDS.index(name) for name in BANDS}
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    generate(out, seed=0, blocks=BLOCKS, years=YEARS, nobs=NOBS)
-    return out
+def dataset(synthetic_root) -> Path:
+    """The session's synthetic dataset (tests/conftest.py), generated with BLOCKS, YEARS and NOBS."""
+    return synthetic_root
 
 
 @pytest.fixture(scope="module")
