@@ -193,10 +193,15 @@ class ConvLSTMCell(_ConvRNNCell):
             self.w_ci = self.add_weight(shape=shape, initializer=glorot, name="W_ci")
             self.w_cf = self.add_weight(shape=shape, initializer=glorot, name="W_cf")
             self.w_co = self.add_weight(shape=shape, initializer=glorot, name="W_co")
-        if normalize:
-            names = ("LayerNorm", "LayerNorm_1", "LayerNorm_2", "LayerNorm_3", "LayerNorm_4")
-            self.norms = [LayerNorm(filters, name=name.lower()) for name in names]  # j, i, f, o, c
+        if normalize:  # attributes, not a list: tf.train.Checkpoint tracks only attributes of Keras layers
+            self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c = (
+                LayerNorm(filters, name=f"layer_norm{suffix}") for suffix in ("", "_1", "_2", "_3", "_4"))
         self.built = True
+
+    @property
+    def norms(self) -> tuple[LayerNorm, ...]:
+        """The layer norms of j, i, f, o and c (TF1 scopes ``LayerNorm`` … ``LayerNorm_4``)."""
+        return (self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c)
 
     def input_projection(self, x: tf.Tensor) -> tf.Tensor:
         """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F)."""
@@ -215,7 +220,7 @@ class ConvLSTMCell(_ConvRNNCell):
         else:
             jif, o = tf.split(gates, [3 * self.filters, self.filters], axis=-1)
         if self.normalize:
-            jif = layer_norm_groups(jif, tuple(self.norms[:3]))
+            jif = layer_norm_groups(jif, (self.norm_j, self.norm_i, self.norm_f))
         j, i, f = tf.split(jif, 3, axis=-1)
         f = tf.sigmoid(f + self.forget_bias)
         i = tf.sigmoid(i)
@@ -223,8 +228,8 @@ class ConvLSTMCell(_ConvRNNCell):
         if self.peephole:
             o += self.w_co * c
         if self.normalize:
-            o = layer_norm_groups(o, (self.norms[3],))
-            c = layer_norm_groups(c, (self.norms[4],))
+            o = layer_norm_groups(o, (self.norm_o,))
+            c = layer_norm_groups(c, (self.norm_c,))
         o = tf.sigmoid(o)
         h = o * tf.tanh(c)
         values = {"i": i, "j": j, "f": f, "o": o, "c": c, "h": h} if with_gates else {}

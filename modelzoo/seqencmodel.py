@@ -190,14 +190,20 @@ class SequentialEncoder(keras.Model):
         super().__init__(**kwargs)
         self.params = params if isinstance(params, ModelParams) else ModelParams.from_mapping(params)
         channels = self.params.input_channels
-        self.rnn_layers = []
         for index in range(1, self.params.convrnn_layers + 1):
-            self.rnn_layers.append(ConvRNNLayer(self.params, channels, name=f"convrnn{index}"))
-            channels = self.rnn_layers[-1].output_channels
+            # attributes, not a list: tf.train.Checkpoint tracks only attributes of Keras layers
+            layer = ConvRNNLayer(self.params, channels, name=f"convrnn{index}")
+            setattr(self, f"convrnn{index}", layer)
+            channels = layer.output_channels
         features = sum(layer.output_channels for layer in self.rnn_layers)
         self.head = ConvBNAct(features, self.params.num_classes, self.params.classkernel, self.params.cnn_activation,
                               name="class")
         self.built = True
+
+    @property
+    def rnn_layers(self) -> list[ConvRNNLayer]:
+        """The ConvRNN layers, first to last."""
+        return [getattr(self, f"convrnn{index}") for index in range(1, self.params.convrnn_layers + 1)]
 
     def get_config(self) -> dict:
         return {**super().get_config(), "params": self.params.as_dict()}
