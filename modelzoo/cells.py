@@ -24,11 +24,48 @@ LAYER_NORM_EPSILON = 1e-12
 
 
 def reflect_pad(x: tf.Tensor, kernel_size: tuple[int, int]) -> tf.Tensor:
-    """REFLECT-pad H and W of ``x`` (N, H, W, C) by ``k // 2`` (the edge pixel is not repeated)."""
-    ph, pw = kernel_size[0] // 2, kernel_size[1] // 2
-    if ph == 0 and pw == 0:
+    """REFLECT-pad H and W of ``x`` (N, H, W, C) by ``k // 2`` (the edge pixel is not repeated), as ``tf.pad``.
+
+    When both sizes are known and at least ``2·pad + 2``, the padding is built from slices and its gradient folds
+    the borders back with slices, both faster than ``MirrorPad`` and ``MirrorPadGrad`` on CPU.
+    """
+    pads = {1: kernel_size[0] // 2, 2: kernel_size[1] // 2}
+    pads = {axis: pad for axis, pad in pads.items() if pad}
+    if not pads:
         return x
-    return tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
+    if any(x.shape[axis] is None or x.shape[axis] < 2 * pad + 2 for axis, pad in pads.items()):
+        return tf.pad(x, [[0, 0], [pads.get(1, 0)] * 2, [pads.get(2, 0)] * 2, [0, 0]], mode="REFLECT")
+
+    @tf.custom_gradient
+    def pad(values):
+        for axis, size in pads.items():
+            n = values.shape[axis]
+            values = tf.concat([_part(values, axis, size, 0, -1), values, _part(values, axis, n - 2, n - 2 - size, -1)],
+                               axis=axis)
+
+        def fold(grad):
+            for axis, size in pads.items():
+                n = grad.shape[axis] - 2 * size
+                core = _part(grad, axis, size, size + n)
+                grad = tf.concat([
+                    _part(core, axis, 0, 1),
+                    _part(core, axis, 1, size + 1) + _part(grad, axis, size - 1, None, -1),
+                    _part(core, axis, size + 1, n - 1 - size),
+                    _part(core, axis, n - 1 - size, n - 1) + _part(grad, axis, n + 2 * size - 1, n + size - 1, -1),
+                    _part(core, axis, n - 1, n),
+                ], axis=axis)
+            return grad
+
+        return values, fold
+
+    return pad(x)
+
+
+def _part(x: tf.Tensor, axis: int, start: int | None, stop: int | None, step: int = 1) -> tf.Tensor:
+    """``x[start:stop:step]`` along ``axis``."""
+    index = [slice(None)] * x.shape.rank
+    index[axis] = slice(start, stop, step)
+    return x[tuple(index)]
 
 
 def reflect_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
@@ -36,10 +73,12 @@ def reflect_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.nn.conv2d(reflect_pad(x, kernel.shape[:2]), kernel, strides=1, padding="VALID")
 
 
-def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...]) -> tf.Tensor:
+def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[float, ...] | None = None
+                      ) -> tf.Tensor:
     """Layer-normalise ``x`` (N, H, W, k·F), whose k consecutive F-channel groups each have their own norm.
 
-    Equals ``concat([norms[g](x_g) for g])`` computed in one pass: statistics per sample and group over (H, W, F).
+    Equals ``concat([norms[g](x_g) + shifts[g] for g])`` computed in one pass: statistics per sample and group over
+    (H, W, F); ``shifts`` are constants added to the groups' ``beta`` (the LSTM's forget bias).
     """
     groups, channels = len(norms), norms[0].channels
     shape = tf.shape(x)
@@ -47,6 +86,8 @@ def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...]) -> tf.Tensor:
     mean, variance = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
     gamma = tf.stack([tf.convert_to_tensor(norm.gamma) for norm in norms])
     beta = tf.stack([tf.convert_to_tensor(norm.beta) for norm in norms])
+    if shifts is not None:
+        beta += tf.constant(shifts, dtype=beta.dtype)[:, None]
     normalised = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, LAYER_NORM_EPSILON)
     return tf.reshape(normalised, shape)
 
@@ -90,6 +131,10 @@ class _ConvRNNCell(keras.layers.Layer):
 
     def _state_rows(self, kernel: keras.Variable) -> tf.Tensor:
         return kernel[:, :, self.input_channels :, :]
+
+    def state_kernels(self) -> tuple[tf.Tensor, ...]:
+        """The state rows of the kernels, as :meth:`step` takes them (sliced once, outside the time loop)."""
+        raise NotImplementedError
 
     def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The initial state: zeros of shape (batch, height, width, filters) per component."""
@@ -135,15 +180,23 @@ class ConvGRUCell(_ConvRNNCell):
             projection += tf.concat([self.gates_bias, self.candidate_bias], axis=0)
         return projection
 
-    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], with_gates: bool = False):
-        """One time step from the input projection and the state ``(h,)``: returns ``(output, state, gates)``."""
+    def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._state_rows(self.gates_kernel), self._state_rows(self.candidate_kernel)
+
+    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], kernels: tuple[tf.Tensor, tf.Tensor] | None,
+             with_gates: bool = False):
+        """One time step from the input projection, the state ``(h,)`` and :meth:`state_kernels`.
+
+        ``kernels=None`` declares the state zero (the first step): the recurrent convolutions are skipped.
+        Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
+        """
         (h,) = state
         x_gates, x_candidate = tf.split(projection, [2 * self.filters, self.filters], axis=-1)
-        gates = x_gates + reflect_conv(h, self._state_rows(self.gates_kernel))
+        gates = x_gates if kernels is None else x_gates + reflect_conv(h, kernels[0])
         if self.normalize:
             gates = layer_norm_groups(gates, (self.reset_norm, self.update_norm))
         r, u = tf.split(tf.sigmoid(gates), 2, axis=-1)
-        candidate = x_candidate + reflect_conv(r * h, self._state_rows(self.candidate_kernel))
+        candidate = x_candidate if kernels is None else x_candidate + reflect_conv(r * h, kernels[1])
         if self.normalize:
             candidate = layer_norm_groups(candidate, (self.candidate_norm,))
         candidate = tf.tanh(candidate)
@@ -204,25 +257,38 @@ class ConvLSTMCell(_ConvRNNCell):
         return (self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c)
 
     def input_projection(self, x: tf.Tensor) -> tf.Tensor:
-        """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F)."""
+        """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F).
+
+        Without normalisation it includes the bias and the forget bias (added to f before its sigmoid).
+        """
         projection = reflect_conv(x, self._input_rows(self.kernel))
         if not self.normalize:
-            projection += self.bias
+            f = self.filters
+            forget = tf.concat([tf.zeros([2 * f]), tf.fill([f], self.forget_bias), tf.zeros([f])], axis=0)
+            projection += self.bias + tf.cast(forget, projection.dtype)
         return projection
 
-    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], with_gates: bool = False):
-        """One time step from the input projection and the state ``(c, h)``: returns ``(output, state, gates)``."""
+    def state_kernels(self) -> tuple[tf.Tensor]:
+        return (self._state_rows(self.kernel),)
+
+    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], kernels: tuple[tf.Tensor] | None,
+             with_gates: bool = False):
+        """One time step from the input projection, the state ``(c, h)`` and :meth:`state_kernels`.
+
+        ``kernels=None`` declares the state zero (the first step): the recurrent convolution is skipped.
+        Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
+        """
         c, h = state
-        gates = projection + reflect_conv(h, self._state_rows(self.kernel))
+        gates = projection if kernels is None else projection + reflect_conv(h, kernels[0])
         if self.peephole:
             j, i, f, o = tf.split(gates, 4, axis=-1)
             jif = tf.concat([j, i + self.w_ci * c, f + self.w_cf * c], axis=-1)
         else:
             jif, o = tf.split(gates, [3 * self.filters, self.filters], axis=-1)
-        if self.normalize:
-            jif = layer_norm_groups(jif, (self.norm_j, self.norm_i, self.norm_f))
+        if self.normalize:  # the forget bias rides on f's offset (without norms it is in the projection)
+            jif = layer_norm_groups(jif, (self.norm_j, self.norm_i, self.norm_f), shifts=(0.0, 0.0, self.forget_bias))
         j, i, f = tf.split(jif, 3, axis=-1)
-        f = tf.sigmoid(f + self.forget_bias)
+        f = tf.sigmoid(f)
         i = tf.sigmoid(i)
         c = c * f + i * tf.tanh(j)
         if self.peephole:
@@ -247,6 +313,30 @@ class ConvLSTMCell(_ConvRNNCell):
                 scope = "LayerNorm" if index == 0 else f"LayerNorm_{index}"
                 names.update({f"{scope}/beta": norm.beta, f"{scope}/gamma": norm.gamma})
         return names
+
+
+def reverse_valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """``tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)`` for time-major ``x`` (T, B, ...).
+
+    Reverses the first ``lengths[b]`` steps of every sample and leaves the later (padded) steps in place. It is a
+    gather of whole frames (the CPU kernel of ``tf.reverse_sequence`` is about ten times slower); the permutation
+    is its own inverse, so the gradient is the same gather.
+    """
+    shape = tf.shape(x)
+    steps, batch = shape[0], shape[1]
+    t = tf.range(steps)[:, None]
+    source = tf.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, B): source step of every frame
+    rows = tf.reshape(source * batch + tf.range(batch)[None, :], [-1])
+
+    @tf.custom_gradient
+    def permute(frames):
+        def gather(values):
+            flat = tf.reshape(values, tf.concat([[-1], shape[2:]], axis=0))
+            return tf.reshape(tf.gather(flat, rows), shape)
+
+        return gather(frames), gather
+
+    return permute(x)
 
 
 def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, projections: tf.Tensor, lengths: tf.Tensor,
@@ -278,21 +368,28 @@ def _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory
     names = ("output", *(cell.gate_names if with_gates else ()))
     accumulators = {name: tf.TensorArray(cell.compute_dtype, size=iterations) for name in names}
 
-    def body(t, state, accumulators):
-        output, new_state, gates = cell.step(inputs.read(t), state, with_gates)
+    shortest = tf.reduce_min(lengths)
+
+    def advance(t, state, accumulators, kernels):
+        output, new_state, gates = cell.step(inputs.read(t), state, kernels, with_gates)
         if masks is not None:
             new_state = tuple(s * masks.read(t) if k == dropped else s for k, s in enumerate(new_state))
-        valid = tf.reshape(t < lengths, [-1, 1, 1, 1])
-        state = tuple(tf.where(valid, new, old) for new, old in zip(new_state, state, strict=True))
         values = {"output": output, **gates}
-        accumulators = {name: acc.write(t, tf.where(valid, values[name], tf.zeros_like(values[name])))
-                        for name, acc in accumulators.items()}
-        return t + 1, state, accumulators
 
-    state = cell.zero_state(batch, height, width)
-    _, state, accumulators = tf.while_loop(
-        lambda t, *_: t < iterations, body, (tf.constant(0), state, accumulators), swap_memory=swap_memory
-    )
+        def only_valid():  # steps t >= length: output 0, state unchanged
+            valid = tf.reshape(t < lengths, [-1, 1, 1, 1])
+            return (tuple(tf.where(valid, new, old) for new, old in zip(new_state, state, strict=True)),
+                    {name: tf.where(valid, value, tf.zeros_like(value)) for name, value in values.items()})
+
+        new_state, values = tf.cond(t < shortest, lambda: (new_state, values), only_valid)
+        accumulators = {name: acc.write(t, values[name]) for name, acc in accumulators.items()}
+        return t + 1, new_state, accumulators
+
+    # step 0 starts from the zero state, whose recurrent convolution is zero: it runs before the loop without it
+    first = advance(tf.constant(0), cell.zero_state(batch, height, width), accumulators, None)
+    kernels = cell.state_kernels()
+    _, state, accumulators = tf.while_loop(lambda t, *_: t < iterations, lambda *loop: advance(*loop, kernels), first,
+                                           swap_memory=swap_memory)
     padding = [[0, steps - iterations], [0, 0], [0, 0], [0, 0], [0, 0]]
     stacked = {name: tf.pad(acc.stack(), padding) for name, acc in accumulators.items()}
     return stacked.pop("output"), state, stacked

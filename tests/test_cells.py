@@ -126,7 +126,7 @@ def test_step_equals_reference_and_returns_its_gates(kind, options):
     x = rng.normal(size=(2, 6, 6, 5)).astype(np.float32)
     state = tuple(rng.normal(size=(2, 6, 6, 4)).astype(np.float32) for _ in cell.state_names)
     output, new_state, gates = cell.step(cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state)),
-                                         with_gates=True)
+                                         cell.state_kernels(), with_gates=True)
     ref_output, ref_state, ref_gates = reference_step(kind, options)(
         x.astype(np.float64), tuple(s.astype(np.float64) for s in state), weights)
     assert_close(output, ref_output)
@@ -135,7 +135,7 @@ def test_step_equals_reference_and_returns_its_gates(kind, options):
     assert set(gates) == set(cell.gate_names) == set(ref_gates)
     for name in cell.gate_names:
         assert_close(gates[name], ref_gates[name])
-    assert cell.step(cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state)))[2] == {}
+    assert cell.step(cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state)), cell.state_kernels())[2] == {}
 
 
 @pytest.mark.parametrize("kind,options", [CELLS[0], CELLS[3]])

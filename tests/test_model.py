@@ -76,6 +76,7 @@ CONFIGS = {
     "lstm-plain": {"convcell": "lstm", "convrnn_normalize": False},
     "gru-2layers": {"convrnn_layers": 2},
     "gru-separate": {"separate_weights": True},
+    "gru-stacked-directions": {},
     "lstm-forward-only": {"convcell": "lstm", "bidirectional": False},
     "gru-compression-5x5": {"convrnn_compression_filters": 4, "convrnn_kernel": (5, 5), "classkernel": (1, 1)},
 }
@@ -85,6 +86,8 @@ CONFIGS = {
 def test_network_equals_reference(name):
     params = ModelParams(**SMALL, **CONFIGS[name])
     model = build_model(params)
+    for layer in model.rnn_layers:  # one loop over a batch of 2B (the GPU default) or two loops (the CPU default)
+        layer.stack_directions = name.endswith("stacked-directions")
     weights = randomize(model, seed=len(name))
     batch = make_batch()
     assert_close(model(batch), reference.logits(batch, weights, params))
