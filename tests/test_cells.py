@@ -125,8 +125,8 @@ def test_step_equals_reference_and_returns_its_gates(kind, options):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 6, 6, 5)).astype(np.float32)
     state = tuple(rng.normal(size=(2, 6, 6, 4)).astype(np.float32) for _ in cell.state_names)
-    output, new_state, gates = cell.step(cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state)),
-                                         cell.state_kernels(), with_gates=True)
+    projection, tf_state = cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state))
+    output, new_state, gates = cell.step(projection, tf_state, cell.state_kernels(), with_gates=True)
     ref_output, ref_state, ref_gates = reference_step(kind, options)(
         x.astype(np.float64), tuple(s.astype(np.float64) for s in state), weights)
     assert_close(output, ref_output)
@@ -135,7 +135,12 @@ def test_step_equals_reference_and_returns_its_gates(kind, options):
     assert set(gates) == set(cell.gate_names) == set(ref_gates)
     for name in cell.gate_names:
         assert_close(gates[name], ref_gates[name])
-    assert cell.step(cell.input_projection(tf.constant(x)), tuple(map(tf.constant, state)), cell.state_kernels())[2] == {}
+    assert cell.step(projection, tf_state, cell.state_kernels())[2] == {}
+    # kernels=None: the first step from the zero state, without the recurrent convolutions
+    zero = tuple(tf.zeros_like(s) for s in tf_state)
+    first = cell.step(projection, zero, None)[1]
+    for actual, expected in zip(first, cell.step(projection, zero, cell.state_kernels())[1], strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,options", [CELLS[0], CELLS[3]])
