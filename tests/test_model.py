@@ -288,3 +288,47 @@ def test_adam_with_epsilon_0_9_takes_the_tf1_step():
         lr_t = 0.01 * np.sqrt(1 - 0.999 ** step) / (1 - 0.9 ** step)
         theta = theta - lr_t * m / (np.sqrt(v) + 0.9)
         np.testing.assert_allclose(variable.numpy(), theta, rtol=1e-6)
+
+
+def _plain_layer_norm(x, gamma, beta):
+    shape = tf.shape(x)
+    grouped = tf.reshape(x, tf.concat([shape[:-1], tf.shape(gamma)], axis=0))
+    mean, var = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
+    return tf.reshape((grouped - mean) / tf.sqrt(var + 1e-12) * gamma + beta, shape)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_hand_written_gradients_equal_autodiff_of_plain_ops(monkeypatch, cell):
+    """Layer norm, reflect padding and time reversal have closed-form gradients; inside the loops they must agree
+    with TensorFlow's own gradients of tf.nn.moments, tf.pad(REFLECT) and tf.reverse_sequence."""
+    import modelzoo.cells as cells
+    import modelzoo.seqencmodel as seqencmodel
+
+    params = ModelParams(**SMALL, convcell=cell)
+    batch = make_batch()
+
+    def gradients():
+        model = build_model(params)
+        randomize(model, seed=13)
+        with tf.GradientTape() as tape:
+            loss = masked_xe_mean(batch["labels"], model(batch, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    fast = gradients()
+    used = set()
+
+    def plain(name, function):
+        def wrapped(*args):
+            used.add(name)
+            return function(*args)
+        return wrapped
+
+    monkeypatch.setattr(cells, "_layer_norm", plain("norm", _plain_layer_norm))
+    monkeypatch.setattr(cells, "reflect_pad", plain("pad", lambda x, k: tf.pad(
+        x, [[0, 0], [k[0] // 2] * 2, [k[1] // 2] * 2, [0, 0]], mode="REFLECT")))
+    monkeypatch.setattr(seqencmodel, "reverse_valid_steps", plain("reverse", lambda x, lengths: tf.reverse_sequence(
+        x, lengths, seq_axis=0, batch_axis=1)))
+    slow = gradients()
+    assert used == {"norm", "pad", "reverse"}
+    for actual, expected in zip(fast, slow, strict=True):
+        assert_close(actual, expected, rtol=1e-4)
