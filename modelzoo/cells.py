@@ -24,48 +24,11 @@ LAYER_NORM_EPSILON = 1e-12
 
 
 def reflect_pad(x: tf.Tensor, kernel_size: tuple[int, int]) -> tf.Tensor:
-    """REFLECT-pad H and W of ``x`` (N, H, W, C) by ``k // 2`` (the edge pixel is not repeated), as ``tf.pad``.
-
-    When both sizes are known and at least ``2·pad + 2``, the padding is built from slices and its gradient folds
-    the borders back with slices, both faster than ``MirrorPad`` and ``MirrorPadGrad`` on CPU.
-    """
-    pads = {1: kernel_size[0] // 2, 2: kernel_size[1] // 2}
-    pads = {axis: pad for axis, pad in pads.items() if pad}
-    if not pads:
+    """REFLECT-pad H and W of ``x`` (N, H, W, C) by ``k // 2`` (the edge pixel is not repeated)."""
+    ph, pw = kernel_size[0] // 2, kernel_size[1] // 2
+    if ph == 0 and pw == 0:
         return x
-    if any(x.shape[axis] is None or x.shape[axis] < 2 * pad + 2 for axis, pad in pads.items()):
-        return tf.pad(x, [[0, 0], [pads.get(1, 0)] * 2, [pads.get(2, 0)] * 2, [0, 0]], mode="REFLECT")
-
-    @tf.custom_gradient
-    def pad(values):
-        for axis, size in pads.items():
-            n = values.shape[axis]
-            values = tf.concat([_part(values, axis, size, 0, -1), values, _part(values, axis, n - 2, n - 2 - size, -1)],
-                               axis=axis)
-
-        def fold(grad):
-            for axis, size in pads.items():
-                n = grad.shape[axis] - 2 * size
-                core = _part(grad, axis, size, size + n)
-                grad = tf.concat([
-                    _part(core, axis, 0, 1),
-                    _part(core, axis, 1, size + 1) + _part(grad, axis, size - 1, None, -1),
-                    _part(core, axis, size + 1, n - 1 - size),
-                    _part(core, axis, n - 1 - size, n - 1) + _part(grad, axis, n + 2 * size - 1, n + size - 1, -1),
-                    _part(core, axis, n - 1, n),
-                ], axis=axis)
-            return grad
-
-        return values, fold
-
-    return pad(x)
-
-
-def _part(x: tf.Tensor, axis: int, start: int | None, stop: int | None, step: int = 1) -> tf.Tensor:
-    """``x[start:stop:step]`` along ``axis``."""
-    index = [slice(None)] * x.shape.rank
-    index[axis] = slice(start, stop, step)
-    return x[tuple(index)]
+    return tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
 
 
 def reflect_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
