@@ -1,0 +1,375 @@
+"""The recurrent cells of MTLCC (``tensorflow-convlstm-cell/cell.py``, spec §2.3) as Keras layers, channels-last.
+
+Every spatial convolution REFLECT-pads H and W by ``k // 2`` and then convolves VALID, without bias when the cell
+is layer-normalised. Kernels keep the original layout (input channels first, then the state channels), so TF1
+checkpoints load 1:1.
+
+A cell is used in two parts, which together equal the original ``call``:
+
+- :meth:`input_projection` convolves the input frames with the input rows of the kernels (plus the biases). The
+  convolution is linear and the reflect padding is per channel, so ``conv([x, h], K) = conv(x, K_x) + conv(h, K_h)``;
+  the input part of every step is computed for all frames at once, outside the time loop.
+- :meth:`step` adds the state part and applies the gates. It optionally returns the gates, so that tools that show
+  per-date activations use this very code.
+
+:func:`run_recurrence` runs a cell over a sequence in one graph loop with the semantics of TF1 ``dynamic_rnn``.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+LAYER_NORM_EPSILON = 1e-12
+
+
+def reflect_pad(x: tf.Tensor, kernel_size: tuple[int, int]) -> tf.Tensor:
+    """REFLECT-pad H and W of ``x`` (N, H, W, C) by ``k // 2`` (the edge pixel is not repeated)."""
+    ph, pw = kernel_size[0] // 2, kernel_size[1] // 2
+    if ph == 0 and pw == 0:
+        return x
+    return tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
+
+
+def reflect_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """Reflect padding, then a VALID stride-1 convolution with ``kernel`` (kh, kw, in, out): same H and W out."""
+    return tf.nn.conv2d(reflect_pad(x, kernel.shape[:2]), kernel, strides=1, padding="VALID")
+
+
+def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[float, ...] | None = None
+                      ) -> tf.Tensor:
+    """Layer-normalise ``x`` (N, H, W, k·F), whose k consecutive F-channel groups each have their own norm.
+
+    Equals ``concat([norms[g](x_g) + shifts[g] for g])`` computed in one pass: statistics per sample and group over
+    (H, W, F); ``shifts`` are constants added to the groups' ``beta`` (the LSTM's forget bias).
+    """
+    gamma = tf.stack([tf.convert_to_tensor(norm.gamma) for norm in norms])
+    beta = tf.stack([tf.convert_to_tensor(norm.beta) for norm in norms])
+    if shifts is not None:
+        beta += tf.constant(shifts, dtype=beta.dtype)[:, None]
+    return _layer_norm(x, gamma, beta)
+
+
+@tf.custom_gradient
+def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor):
+    """Layer norm of (N, H, W, k·F) with ``gamma``/``beta`` (k, F), and its closed-form gradient (fewer passes over
+    the activations than differentiating the moments)."""
+    shape = tf.shape(x)
+    grouped = tf.reshape(x, tf.concat([shape[:-1], tf.shape(gamma)], axis=0))
+    axes = [1, 2, 4]
+    centred = grouped - tf.reduce_mean(grouped, axis=axes, keepdims=True)
+    inv_std = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True) + LAYER_NORM_EPSILON)
+    normalised = centred * inv_std
+
+    def gradient(upstream):
+        upstream = tf.reshape(upstream, tf.shape(grouped))
+        scaled = upstream * gamma
+        dx = inv_std * (scaled - tf.reduce_mean(scaled, axis=axes, keepdims=True)
+                        - normalised * tf.reduce_mean(scaled * normalised, axis=axes, keepdims=True))
+        return (tf.reshape(dx, shape), tf.reduce_sum(upstream * normalised, axis=[0, 1, 2]),
+                tf.reduce_sum(upstream, axis=[0, 1, 2]))
+
+    return tf.reshape(normalised * gamma + beta, shape), gradient
+
+
+class LayerNorm(keras.layers.Layer):
+    """TF1.7 ``tf.contrib.layers.layer_norm``: per sample over (H, W, C), ε 1e-12, ``gamma``/``beta`` of shape [C]."""
+
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.built = True
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        return layer_norm_groups(x, (self,))
+
+
+class _ConvRNNCell(keras.layers.Layer):
+    """What both cells share: sizes, kernel creation and the zero state."""
+
+    tf1_scope: str  # the cell's variable scope in TF1 checkpoints
+    gate_names: tuple[str, ...]  # keys of the gates returned by ``step(..., with_gates=True)``
+    state_names: tuple[str, ...]  # the state tuple's components
+    dropped_state: str  # the state component that ``recurrent_dropout_i`` drops (TF1 ``DropoutWrapper``)
+    feature_state: str  # the state component that becomes the final feature map
+
+    def __init__(self, filters: int, kernel_size: tuple[int, int], input_channels: int, normalize: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = tuple(kernel_size)
+        self.input_channels = input_channels
+        self.normalize = normalize
+
+    def _kernel(self, name: str, outputs: int) -> keras.Variable:
+        shape = (*self.kernel_size, self.input_channels + self.filters, outputs)
+        return self.add_weight(shape=shape, initializer=keras.initializers.GlorotUniform(), name=name)
+
+    def _input_rows(self, kernel: keras.Variable) -> tf.Tensor:
+        return kernel[:, :, : self.input_channels, :]
+
+    def _state_rows(self, kernel: keras.Variable) -> tf.Tensor:
+        return kernel[:, :, self.input_channels :, :]
+
+    def state_kernels(self) -> tuple[tf.Tensor, ...]:
+        """The state rows of the kernels, as :meth:`step` takes them (sliced once, outside the time loop)."""
+        raise NotImplementedError
+
+    def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The initial state: zeros of shape (batch, height, width, filters) per component."""
+        zeros = tf.zeros(tf.stack([batch, height, width, self.filters]), dtype=self.compute_dtype)
+        return tuple(zeros for _ in self.state_names)
+
+    def feature(self, state: tuple[tf.Tensor, ...]) -> tf.Tensor:
+        """The component of ``state`` that the classifier reads (GRU h, LSTM c)."""
+        return state[self.state_names.index(self.feature_state)]
+
+
+class ConvGRUCell(_ConvRNNCell):
+    """ConvGRU: ``r, u = σ(LN(conv([x, h])))``; ``c̃ = tanh(LN(conv([x, r⊙h])))``; ``h = u⊙h + (1−u)⊙c̃``.
+
+    Without normalisation the convolutions get biases instead (gates initialised to ones, candidate to zeros).
+    """
+
+    tf1_scope = "conv_gru_cell"
+    gate_names = ("r", "u", "candidate", "h")
+    state_names = ("h",)
+    dropped_state = "h"
+    feature_state = "h"
+
+    def __init__(self, filters: int, kernel_size: tuple[int, int] = (3, 3), input_channels: int = 15,
+                 normalize: bool = True, **kwargs):
+        super().__init__(filters, kernel_size, input_channels, normalize, **kwargs)
+        self.gates_kernel = self._kernel("gates_kernel", 2 * filters)
+        self.candidate_kernel = self._kernel("candidate_kernel", filters)
+        if normalize:
+            self.reset_norm = LayerNorm(filters, name="gates_layer_norm")
+            self.update_norm = LayerNorm(filters, name="gates_layer_norm_1")
+            self.candidate_norm = LayerNorm(filters, name="candidate_layer_norm")
+        else:
+            self.gates_bias = self.add_weight(shape=(2 * filters,), initializer="ones", name="gates_bias")
+            self.candidate_bias = self.add_weight(shape=(filters,), initializer="zeros", name="candidate_bias")
+        self.built = True
+
+    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
+        """The input part of the gate and candidate convolutions: (N, H, W, C) → (N, H, W, 3F)."""
+        kernel = tf.concat([self._input_rows(self.gates_kernel), self._input_rows(self.candidate_kernel)], axis=-1)
+        projection = reflect_conv(x, kernel)
+        if not self.normalize:
+            projection += tf.concat([self.gates_bias, self.candidate_bias], axis=0)
+        return projection
+
+    def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return self._state_rows(self.gates_kernel), self._state_rows(self.candidate_kernel)
+
+    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], kernels: tuple[tf.Tensor, tf.Tensor] | None,
+             with_gates: bool = False):
+        """One time step from the input projection, the state ``(h,)`` and :meth:`state_kernels`.
+
+        ``kernels=None`` declares the state zero (the first step): the recurrent convolutions are skipped.
+        Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
+        """
+        (h,) = state
+        x_gates, x_candidate = tf.split(projection, [2 * self.filters, self.filters], axis=-1)
+        gates = x_gates if kernels is None else x_gates + reflect_conv(h, kernels[0])
+        if self.normalize:
+            gates = layer_norm_groups(gates, (self.reset_norm, self.update_norm))
+        r, u = tf.split(tf.sigmoid(gates), 2, axis=-1)
+        candidate = x_candidate if kernels is None else x_candidate + reflect_conv(r * h, kernels[1])
+        if self.normalize:
+            candidate = layer_norm_groups(candidate, (self.candidate_norm,))
+        candidate = tf.tanh(candidate)
+        h = u * h + (1.0 - u) * candidate
+        values = {"r": r, "u": u, "candidate": candidate, "h": h} if with_gates else {}
+        return h, (h,), values
+
+    def tf1_variables(self) -> dict[str, keras.Variable]:
+        """The cell's variables by their names inside the TF1 cell scope."""
+        if self.normalize:
+            norms = {"gates/LayerNorm": self.reset_norm, "gates/LayerNorm_1": self.update_norm,
+                     "candidate/LayerNorm": self.candidate_norm}
+            extra = {f"{scope}/{part}": getattr(norm, part) for scope, norm in norms.items()
+                     for part in ("beta", "gamma")}
+        else:
+            extra = {"gates/bias": self.gates_bias, "candidate/bias": self.candidate_bias}
+        return {"gates/kernel": self.gates_kernel, "candidate/kernel": self.candidate_kernel, **extra}
+
+
+class ConvLSTMCell(_ConvRNNCell):
+    """ConvLSTM with the original's j, i, f, o split, forget bias and layer norms on j, i, f, o and c.
+
+    ``f = σ(LN(f)+1)``, ``i = σ(LN(i))``, ``c = LN(c⊙f + i⊙tanh(LN(j)))`` (the normalised c is carried),
+    ``h = σ(LN(o))⊙tanh(c)``. Peepholes ``W_ci``, ``W_cf`` (added to i, f before their norms, with the old c) and
+    ``W_co`` (added to o with the new c, before normalisation) have shape (H, W, F): they fix the tile size.
+    Without normalisation the convolution gets a bias (zeros) instead of the norms.
+    """
+
+    tf1_scope = "conv_lstm_cell"
+    gate_names = ("i", "j", "f", "o", "c", "h")
+    state_names = ("c", "h")
+    dropped_state = "h"
+    feature_state = "c"
+
+    def __init__(self, filters: int, kernel_size: tuple[int, int] = (3, 3), input_channels: int = 15,
+                 normalize: bool = True, peephole: bool = False, peephole_size: tuple[int, int] = (24, 24),
+                 forget_bias: float = 1.0, **kwargs):
+        super().__init__(filters, kernel_size, input_channels, normalize, **kwargs)
+        self.peephole = peephole
+        self.forget_bias = forget_bias
+        self.kernel = self._kernel("kernel", 4 * filters)
+        if not normalize:
+            self.bias = self.add_weight(shape=(4 * filters,), initializer="zeros", name="bias")
+        if peephole:
+            shape = (*peephole_size, filters)
+            glorot = keras.initializers.GlorotUniform()
+            self.w_ci = self.add_weight(shape=shape, initializer=glorot, name="W_ci")
+            self.w_cf = self.add_weight(shape=shape, initializer=glorot, name="W_cf")
+            self.w_co = self.add_weight(shape=shape, initializer=glorot, name="W_co")
+        if normalize:  # attributes, not a list: tf.train.Checkpoint tracks only attributes of Keras layers
+            self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c = (
+                LayerNorm(filters, name=f"layer_norm{suffix}") for suffix in ("", "_1", "_2", "_3", "_4"))
+        self.built = True
+
+    @property
+    def norms(self) -> tuple[LayerNorm, ...]:
+        """The layer norms of j, i, f, o and c (TF1 scopes ``LayerNorm`` … ``LayerNorm_4``)."""
+        return (self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c)
+
+    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
+        """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F).
+
+        Without normalisation it includes the bias and the forget bias (added to f before its sigmoid).
+        """
+        projection = reflect_conv(x, self._input_rows(self.kernel))
+        if not self.normalize:
+            f = self.filters
+            forget = tf.concat([tf.zeros([2 * f]), tf.fill([f], self.forget_bias), tf.zeros([f])], axis=0)
+            projection += self.bias + tf.cast(forget, projection.dtype)
+        return projection
+
+    def state_kernels(self) -> tuple[tf.Tensor]:
+        return (self._state_rows(self.kernel),)
+
+    def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], kernels: tuple[tf.Tensor] | None,
+             with_gates: bool = False):
+        """One time step from the input projection, the state ``(c, h)`` and :meth:`state_kernels`.
+
+        ``kernels=None`` declares the state zero (the first step): the recurrent convolution is skipped.
+        Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
+        """
+        c, h = state
+        gates = projection if kernels is None else projection + reflect_conv(h, kernels[0])
+        if self.peephole:
+            j, i, f, o = tf.split(gates, 4, axis=-1)
+            jif = tf.concat([j, i + self.w_ci * c, f + self.w_cf * c], axis=-1)
+        else:
+            jif, o = tf.split(gates, [3 * self.filters, self.filters], axis=-1)
+        if self.normalize:  # the forget bias rides on f's offset (without norms it is in the projection)
+            jif = layer_norm_groups(jif, (self.norm_j, self.norm_i, self.norm_f), shifts=(0.0, 0.0, self.forget_bias))
+        j, i, f = tf.split(jif, 3, axis=-1)
+        f = tf.sigmoid(f)
+        i = tf.sigmoid(i)
+        c = c * f + i * tf.tanh(j)
+        if self.peephole:
+            o += self.w_co * c
+        if self.normalize:
+            o = layer_norm_groups(o, (self.norm_o,))
+            c = layer_norm_groups(c, (self.norm_c,))
+        o = tf.sigmoid(o)
+        h = o * tf.tanh(c)
+        values = {"i": i, "j": j, "f": f, "o": o, "c": c, "h": h} if with_gates else {}
+        return h, (c, h), values
+
+    def tf1_variables(self) -> dict[str, keras.Variable]:
+        """The cell's variables by their names inside the TF1 cell scope."""
+        names = {"kernel": self.kernel}
+        if not self.normalize:
+            names["bias"] = self.bias
+        if self.peephole:
+            names.update({"W_ci": self.w_ci, "W_cf": self.w_cf, "W_co": self.w_co})
+        if self.normalize:
+            for index, norm in enumerate(self.norms):
+                scope = "LayerNorm" if index == 0 else f"LayerNorm_{index}"
+                names.update({f"{scope}/beta": norm.beta, f"{scope}/gamma": norm.gamma})
+        return names
+
+
+def reverse_valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+    """``tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)`` for time-major ``x`` (T, B, ...).
+
+    Reverses the first ``lengths[b]`` steps of every sample and leaves the later (padded) steps in place. It is a
+    gather of whole frames (the CPU kernel of ``tf.reverse_sequence`` is about ten times slower); the permutation
+    is its own inverse, so the gradient is the same gather.
+    """
+    shape = tf.shape(x)
+    steps, batch = shape[0], shape[1]
+    t = tf.range(steps)[:, None]
+    source = tf.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # (T, B): source step of every frame
+    rows = tf.reshape(source * batch + tf.range(batch)[None, :], [-1])
+
+    @tf.custom_gradient
+    def permute(frames):
+        def gather(values):
+            flat = tf.reshape(values, tf.concat([[-1], shape[2:]], axis=0))
+            return tf.reshape(tf.gather(flat, rows), shape)
+
+        return gather(frames), gather
+
+    return permute(x)
+
+
+def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, projections: tf.Tensor, lengths: tf.Tensor,
+                   state_masks: tf.Tensor | None = None, with_gates: bool = False, swap_memory: bool = True):
+    """Run ``cell`` over time-major input projections (T, N, H, W, G) with TF1 ``dynamic_rnn`` semantics.
+
+    Sample n takes steps ``t < lengths[n]``; later steps output zeros and leave the state unchanged. The state
+    starts at zero. ``state_masks`` (T, N, H, W, F), when given, multiplies the cell's ``dropped_state`` after every
+    step (recurrent dropout). The loop runs ``max(lengths)`` steps (at least one).
+
+    Returns ``(outputs (T, N, H, W, F), final state tuple, gates {name: (T, N, H, W, F)})`` (gates empty unless
+    ``with_gates``; zeros on padded steps like the outputs).
+    """
+    return _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory)
+
+
+@tf.function(reduce_retracing=True, autograph=False)
+def _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory):
+    shape = tf.shape(projections)
+    steps, batch, height, width = shape[0], shape[1], shape[2], shape[3]
+    # at least one step (a no-op when every length is 0), so that the accumulators have a known element shape
+    iterations = tf.clip_by_value(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1, steps)
+    inputs = tf.TensorArray(projections.dtype, size=steps, element_shape=projections.shape[1:]).unstack(projections)
+    masks = None
+    if state_masks is not None:
+        masks = tf.TensorArray(state_masks.dtype, size=steps, element_shape=state_masks.shape[1:])
+        masks = masks.unstack(state_masks)
+        dropped = cell.state_names.index(cell.dropped_state)
+    names = ("output", *(cell.gate_names if with_gates else ()))
+    accumulators = {name: tf.TensorArray(cell.compute_dtype, size=iterations) for name in names}
+
+    shortest = tf.reduce_min(lengths)
+
+    def advance(t, state, accumulators, kernels):
+        output, new_state, gates = cell.step(inputs.read(t), state, kernels, with_gates)
+        if masks is not None:
+            new_state = tuple(s * masks.read(t) if k == dropped else s for k, s in enumerate(new_state))
+        values = {"output": output, **gates}
+
+        def only_valid():  # steps t >= length: output 0, state unchanged
+            valid = tf.reshape(t < lengths, [-1, 1, 1, 1])
+            return (tuple(tf.where(valid, new, old) for new, old in zip(new_state, state, strict=True)),
+                    {name: tf.where(valid, value, tf.zeros_like(value)) for name, value in values.items()})
+
+        new_state, values = tf.cond(t < shortest, lambda: (new_state, values), only_valid)
+        accumulators = {name: acc.write(t, values[name]) for name, acc in accumulators.items()}
+        return t + 1, new_state, accumulators
+
+    # step 0 starts from the zero state, whose recurrent convolution is zero: it runs before the loop without it
+    first = advance(tf.constant(0), cell.zero_state(batch, height, width), accumulators, None)
+    kernels = cell.state_kernels()
+    _, state, accumulators = tf.while_loop(lambda t, *_: t < iterations, lambda *loop: advance(*loop, kernels), first,
+                                           swap_memory=swap_memory)
+    padding = [[0, steps - iterations], [0, 0], [0, 0], [0, 0], [0, 0]]
+    stacked = {name: tf.pad(acc.stack(), padding) for name, acc in accumulators.items()}
+    return stacked.pop("output"), state, stacked
