@@ -1,5 +1,5 @@
 """The MTLCC network: recurrent cells, the bidirectional sequential encoder and its classification head."""
 
-import os
+from utils.tfquiet import import_tensorflow_quietly
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import_tensorflow_quietly()
