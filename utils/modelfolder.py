@@ -10,16 +10,20 @@ with the original's tools. Names come from :meth:`modelzoo.seqencmodel.Sequentia
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from modelzoo.params import ModelParams, read_params_ini
-from modelzoo.seqencmodel import SequentialEncoder, build_model
+from modelzoo.seqencmodel import SequentialEncoder, build_model, make_optimizer
 from utils.cli import UserError
 from utils.fsio import atomic_file
 
@@ -29,11 +33,53 @@ STATE_FILE = "checkpoint"
 COUNTERS = ("global_step", "samples_seen")
 ADAM_SLOTS = ("Adam", "Adam_1")  # TF1 names of Adam's first and second moment slots
 BETA_POWERS = ("beta1_power", "beta2_power")
+TF1_BN_ACCUMULATORS = ("/biased", "/local_step")  # zero-debias state of TF1 batch norm; Keras does not debias
+KEEP_EVERY_N_HOURS = 10000.0  # the TF1 Saver's default: in effect, keep only the newest max_to_keep
+_CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
+_STEP = re.compile(r"-(\d+)$")
 
 
 def checkpoint_exists(prefix: str | os.PathLike) -> bool:
     """Whether ``prefix`` names a complete checkpoint (its ``.index`` file exists)."""
     return Path(f"{prefix}.index").is_file()
+
+
+def find_checkpoint(directory: str | os.PathLike, name: str | None = None, required: bool = True) -> str | None:
+    """Resolve a checkpoint prefix in ``directory``: ``name`` (e.g. ``model.ckpt-13824``, relative to the folder, or
+    a path; a trailing ``.index``/``.data-…``/``.meta`` is ignored) or else the latest.
+
+    The latest is the one the ``checkpoint`` state file names (TF1 state files with absolute paths of another
+    machine are resolved inside ``directory``), or without a state file the one with the highest step. With
+    ``required`` a missing checkpoint is a :class:`UserError`; otherwise ``None`` is returned.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"{directory}: model folder does not exist")
+    if name is not None:
+        name = _CHECKPOINT_FILE_SUFFIX.sub("", str(name))
+        prefix = Path(name) if Path(name).is_absolute() else directory / name
+        if not checkpoint_exists(prefix):
+            raise UserError(f"{prefix}: no such checkpoint (no {prefix.name}.index)")
+        return str(prefix)
+    state = _read_state(directory)
+    if state.paths:
+        prefix = directory / state.paths[-1]
+        if not checkpoint_exists(prefix):
+            raise UserError(f"{directory / STATE_FILE}: names checkpoint {state.paths[-1]}, which does not exist "
+                            f"(no {prefix.name}.index)")
+        return str(prefix)
+    found = sorted(directory.glob(f"{CHECKPOINT_BASENAME}*.index"), key=_step_of)
+    if found:
+        return str(found[-1].with_suffix(""))
+    if required:
+        raise UserError(f"{directory}: no checkpoint in the model folder (run 'python init_graph.py {directory}' "
+                        "or train.py first)")
+    return None
+
+
+def _step_of(index_file: Path) -> int:
+    match = _STEP.search(index_file.with_suffix("").name)
+    return int(match.group(1)) if match else -1
 
 
 class ModelFolder:
@@ -56,29 +102,27 @@ class ModelFolder:
         """A freshly initialised network configured by ``params.ini``."""
         return build_model(self.params)
 
+    def initial_state(self, seed: int | None = None) -> TrainingState:
+        """A fresh network of ``params.ini`` (initialised from ``seed`` if given) with its Adam optimizer's slots
+        created and the counters at 0."""
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
+        return TrainingState(self.build_model(), make_optimizer(self.params))
+
     def checkpoint_prefix(self, step: int) -> Path:
         """The path prefix of the checkpoint of ``step``: ``<folder>/model.ckpt-<step>``."""
         return self.path / f"{CHECKPOINT_BASENAME}-{step}"
 
     def latest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint named by the ``checkpoint`` state file, or ``None``."""
-        latest = tf.train.latest_checkpoint(str(self.path))
-        return latest if latest and checkpoint_exists(latest) else None
+        """The newest complete checkpoint (see :func:`find_checkpoint`), or ``None``."""
+        return find_checkpoint(self.path, required=False)
 
     def checkpoint(self, name: str | None = None, required: bool = True) -> str | None:
         """Resolve a checkpoint: ``name`` (e.g. ``model.ckpt-13824``, relative to the folder) or else the latest.
 
         With ``required`` a missing checkpoint is a :class:`UserError`; otherwise ``None`` is returned.
         """
-        if name is not None:
-            prefix = Path(name) if Path(name).is_absolute() else self.path / name
-            if not checkpoint_exists(prefix):
-                raise UserError(f"{prefix}: no such checkpoint (no {prefix.name}.index)")
-            return str(prefix)
-        latest = self.latest_checkpoint()
-        if latest is None and required:
-            raise UserError(f"{self.path}: no checkpoint in the model folder (run init_graph.py or train.py first)")
-        return latest
+        return find_checkpoint(self.path, name, required)
 
 
 def read_checkpoint(prefix: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -99,21 +143,26 @@ def _reader(prefix: str | os.PathLike):
         message = getattr(err, "message", str(err)).splitlines()[0]
         raise UserError(f"{prefix}: unreadable checkpoint ({message})") from None
     if "_CHECKPOINTABLE_OBJECT_GRAPH" in reader.get_variable_to_shape_map():
-        raise UserError(f"{prefix}: an object-based TF2 checkpoint; expected a name-based MTLCC checkpoint")
+        raise UserError(f"{prefix}: an object-based TF2 checkpoint (tf.train.Checkpoint); expected a name-based "
+                        "MTLCC checkpoint as written by train.py, init_graph.py or the original TF1 code")
     return reader
 
 
 def write_checkpoint(prefix: str | os.PathLike, tensors: dict[str, np.ndarray | tf.Tensor]) -> None:
-    """Write ``{name: value}`` as a name-based checkpoint at ``prefix``; its files appear only when complete."""
+    """Write ``{name: value}`` as a name-based checkpoint at ``prefix``; its files appear only when complete
+    (the ``.index`` file last, as it marks a checkpoint complete)."""
     prefix = Path(prefix)
     tmp = prefix.with_name(f".{prefix.name}.{os.getpid()}.part")
     names = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=str(tmp), tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=[tf.convert_to_tensor(tensors[name]) for name in names])
-    data = sorted(tmp.parent.glob(f"{tmp.name}.data-*"))
-    for part in data:
-        os.replace(part, prefix.parent / part.name.replace(tmp.name, prefix.name, 1))
-    os.replace(f"{tmp}.index", f"{prefix}.index")  # the index last: it marks the checkpoint complete
+    try:
+        tf.raw_ops.SaveV2(prefix=str(tmp), tensor_names=names, shape_and_slices=[""] * len(names),
+                          tensors=[tf.convert_to_tensor(tensors[name]) for name in names])
+        for part in tmp.parent.glob(f"{tmp.name}.data-*"):
+            os.replace(part, prefix.parent / part.name.replace(tmp.name, prefix.name, 1))
+        os.replace(f"{tmp}.index", f"{prefix}.index")
+    finally:
+        for leftover in tmp.parent.glob(f"{tmp.name}*"):
+            leftover.unlink()
 
 
 def delete_checkpoint(prefix: str | os.PathLike) -> None:
@@ -125,106 +174,162 @@ def delete_checkpoint(prefix: str | os.PathLike) -> None:
     Path(f"{prefix}.meta").unlink(missing_ok=True)
 
 
-@dataclass
-class _Rotation:
-    """The ``checkpoint`` state file: kept checkpoints (oldest first) with their times."""
+def export_keras(model: SequentialEncoder, path: str | os.PathLike) -> None:
+    """Save ``model`` as a ``.keras`` archive (architecture and weights; reload with ``keras.models.load_model``
+    after importing ``modelzoo.seqencmodel``). The file appears only when complete."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise UserError(f"{path}: a Keras model file must end in .keras")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{path.name}.", dir=path.parent) as staging:
+        staged = Path(staging) / path.name
+        keras.saving.save_model(model, staged)
+        os.replace(staged, path)
 
-    paths: list[str] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    last_preserved: float = 0.0
+
+def _tf1_extra(name: str, network: dict[str, object]) -> bool:
+    """Whether checkpoint variable ``name`` is TF1 bookkeeping that a network of ``network``'s variables may ignore:
+    batch-norm zero-debias accumulators, Adam's beta powers and Adam slots of the network's variables."""
+    owner, _, slot = name.rpartition("/")
+    return name.endswith(TF1_BN_ACCUMULATORS) or name in BETA_POWERS or (slot in ADAM_SLOTS and owner in network)
 
 
 class TrainingState:
     """What a checkpoint holds: the network's variables, Adam's slots and the counters ``global_step`` and
     ``samples_seen``, all by their original TF1 names.
 
-    ``save`` keeps ``max_to_keep`` checkpoints and, like the TF1 ``Saver``, preserves one every
-    ``keep_every_n_hours``. ``restore`` reads this project's checkpoints and the original's alike.
+    Adam's slots are created at once (zeros, step 0), so that a compiled train step creates no variables. Create
+    the state (like the model and the optimizer) inside ``strategy.scope()`` when training with a
+    ``tf.distribute`` strategy; ``save`` and ``restore`` run in cross-replica context. ``save`` keeps
+    ``max_to_keep`` checkpoints and, like the TF1 ``Saver``, preserves one every ``keep_every_n_hours``.
+    ``restore`` reads this project's checkpoints and the original's alike.
     """
 
-    def __init__(self, model: SequentialEncoder, optimizer: tf.keras.optimizers.Optimizer | None = None):
+    def __init__(self, model: SequentialEncoder, optimizer: keras.optimizers.Optimizer | None = None):
         self.model = model
         self.optimizer = optimizer
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.samples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="samples_seen")
+        self.strategy = tf.distribute.get_strategy()  # the scope the variables live in, for the optimizer's slots
+        counter = dict(dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.global_step = tf.Variable(0, name="global_step", **counter)
+        self.samples_seen = tf.Variable(0, name="samples_seen", **counter)
+        self.build_optimizer()
 
     def variables(self, include_optimizer: bool = True) -> dict[str, tf.Variable]:
-        """``{TF1 name: variable}`` of the model, the counters and (when built) the optimizer's Adam slots."""
-        named = dict(self.model.named_variables())
-        named["global_step"] = self.global_step
-        named["samples_seen"] = self.samples_seen
-        if include_optimizer and self._optimizer_built():
-            for name, variable in self.model.named_variables().items():
+        """``{TF1 name: variable}`` of the model, the counters and (with an optimizer) Adam's slots."""
+        network = self.model.named_variables()
+        named = {**network, "global_step": self.global_step, "samples_seen": self.samples_seen}
+        if include_optimizer and self.optimizer is not None:
+            for name, variable in network.items():
                 if variable.trainable:
                     index = self.optimizer._get_variable_index(variable)
                     named[f"{name}/{ADAM_SLOTS[0]}"] = self.optimizer._momentums[index]
                     named[f"{name}/{ADAM_SLOTS[1]}"] = self.optimizer._velocities[index]
         return named
 
-    def _optimizer_built(self) -> bool:
-        return self.optimizer is not None and getattr(self.optimizer, "built", False)
-
     def build_optimizer(self) -> None:
-        """Create the optimizer's slot variables (they exist only after its first step otherwise)."""
-        if self.optimizer is not None and not self._optimizer_built():
-            self.optimizer.build(self.model.trainable_variables)
+        """Create the optimizer's slot variables in the state's strategy scope (done on construction)."""
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.strategy.scope():
+                self.optimizer.build(self.model.trainable_variables)
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Current values by name, including TF1's ``beta1_power``/``beta2_power`` derived from the step count."""
         values = {name: np.asarray(variable.numpy()) for name, variable in self.variables().items()}
-        if self._optimizer_built():
+        if self.optimizer is not None:
             steps = int(self.optimizer.iterations.numpy())
             for power, beta in zip(BETA_POWERS, (self.optimizer.beta_1, self.optimizer.beta_2), strict=True):
                 values[power] = np.float32(float(beta) ** (steps + 1))
         return values
 
     def restore(self, prefix: str | os.PathLike, include_optimizer: bool = True) -> set[str]:
-        """Load a checkpoint into the model (and the optimizer, if its slots are in the checkpoint).
+        """Load a checkpoint into the model, the counters and (if its Adam slots are in the checkpoint and
+        ``include_optimizer``) the optimizer. Nothing is assigned unless the whole checkpoint fits.
 
-        A missing network variable or a shape mismatch is a :class:`UserError` naming the variable; the
-        checkpoint's names that were not used are returned (e.g. TF1's ``class/bn/.../biased`` accumulators).
+        A network variable missing from the checkpoint, a shape mismatch, or a checkpoint variable the network
+        does not have (another network) is a :class:`UserError` naming the variable. Returns the checkpoint's
+        names that were not used: TF1 bookkeeping (``class/bn/class/bn/moving_mean/biased``, ``…/local_step``)
+        and, without ``include_optimizer``, the Adam state.
         """
-        shapes = checkpoint_shapes(prefix)
         reader = _reader(prefix)
-        if include_optimizer:
-            self.build_optimizer()
-        targets = self.variables(include_optimizer)
-        slots = {name for name in targets if name.rsplit("/", 1)[-1] in ADAM_SLOTS}
-        if slots and not slots <= shapes.keys():
-            targets = {name: variable for name, variable in targets.items() if name not in slots}
-        missing = [name for name in targets if name not in shapes and name not in COUNTERS]
+        shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
+        network = self.model.named_variables()
+        missing = [name for name in network if name not in shapes]
         if missing:
             raise UserError(f"{prefix}: checkpoint has no variable '{missing[0]}' ({len(missing)} of the network's "
                             f"variables missing): not a checkpoint of the network in params.ini")
+        use_optimizer = include_optimizer and self.optimizer is not None and any(
+            name.rpartition("/")[2] in ADAM_SLOTS for name in shapes)
+        named = self.variables(use_optimizer)
+        targets = {name: variable for name, variable in named.items() if name in shapes}
+        absent_slots = sorted(set(named) - set(targets) - set(COUNTERS))
+        if absent_slots:
+            raise UserError(f"{prefix}: checkpoint has Adam slots but not '{absent_slots[0]}' "
+                            f"({len(absent_slots)} missing)")
         for name, variable in targets.items():
-            if name in shapes and tuple(variable.shape) != shapes[name]:
+            if tuple(variable.shape) != shapes[name]:
                 raise UserError(f"{prefix}: variable '{name}' has shape {list(shapes[name])} in the checkpoint but "
                                 f"{list(variable.shape)} in the network of params.ini")
+        unused = set(shapes) - set(targets)
+        foreign = sorted(name for name in unused if not _tf1_extra(name, network))
+        if foreign:
+            raise UserError(f"{prefix}: checkpoint variable '{foreign[0]}' is not in the network of params.ini "
+                            f"({len(foreign)} such variables): not a checkpoint of this network")
         for name, variable in targets.items():
-            if name in shapes:
-                variable.assign(tf.cast(reader.get_tensor(name), variable.dtype))
-        if self._optimizer_built() and slots <= shapes.keys():
-            self.optimizer.iterations.assign(int(self.global_step.numpy()))
-        return set(shapes) - set(targets) - set(BETA_POWERS)
+            variable.assign(tf.cast(reader.get_tensor(name), variable.dtype))
+        if use_optimizer:
+            self.optimizer.iterations.assign(self._adam_steps(reader, shapes))
+        return unused - ({*BETA_POWERS} if use_optimizer else set())
+
+    def _adam_steps(self, reader, shapes: dict[str, tuple[int, ...]]) -> int:
+        """Adam's step count t: TF1 stores ``beta2_power`` = β2^(t+1); where that has underflowed (t ≳ 87k for the
+        default β2, bias correction long finished) or is absent, ``global_step``."""
+        beta2 = float(self.optimizer.beta_2)
+        if "beta2_power" in shapes and 0.0 < beta2 < 1.0:
+            power = float(reader.get_tensor("beta2_power"))
+            if np.finfo(np.float32).tiny <= power < 1.0:
+                return max(round(math.log(power) / math.log(beta2)) - 1, 0)
+        return int(self.global_step.numpy())
 
     def save(self, folder: ModelFolder, max_to_keep: int = 5, keep_every_n_hours: float = 1.0) -> str:
         """Write ``model.ckpt-<global_step>`` into ``folder``, update the state file and rotate old checkpoints."""
         prefix = folder.checkpoint_prefix(int(self.global_step.numpy()))
         write_checkpoint(prefix, self.tensors())
-        _update_state(folder.path, prefix.name, max_to_keep, keep_every_n_hours)
+        record_checkpoint(folder.path, prefix.name, max_to_keep, keep_every_n_hours)
         return str(prefix)
 
 
+@dataclass
+class _Rotation:
+    """The ``checkpoint`` state file: kept checkpoints (oldest first, names relative to the folder) and times."""
+
+    paths: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    last_preserved: float = 0.0
+
+
 def _read_state(directory: Path) -> _Rotation:
+    """The state file's checkpoints by their names inside ``directory`` (TF1 wrote absolute paths)."""
+    if not (directory / STATE_FILE).is_file():
+        return _Rotation()
     state = tf.train.get_checkpoint_state(str(directory))
     if state is None:
-        return _Rotation()
+        raise UserError(f"{directory / STATE_FILE}: unreadable checkpoint state file")
     paths = [Path(path).name for path in state.all_model_checkpoint_paths]
-    times = list(state.all_model_checkpoint_timestamps) or [time.time()] * len(paths)
-    return _Rotation(paths, times[-len(paths):] if paths else [], state.last_preserved_timestamp)
+    latest = Path(state.model_checkpoint_path).name
+    if latest and latest not in paths:
+        paths.append(latest)
+    elif latest:  # the latest last, as the rotation expects
+        paths.append(paths.pop(paths.index(latest)))
+    stamps = list(state.all_model_checkpoint_timestamps)
+    times = stamps[-len(paths):] if len(stamps) >= len(paths) else [time.time()] * len(paths)
+    return _Rotation(paths, times if paths else [], state.last_preserved_timestamp)
 
 
-def _update_state(directory: Path, name: str, max_to_keep: int, keep_every_n_hours: float) -> None:
+def record_checkpoint(directory: str | os.PathLike, name: str, max_to_keep: int = 5,
+                      keep_every_n_hours: float = KEEP_EVERY_N_HOURS) -> None:
+    """Make checkpoint ``name`` (already written in ``directory``) the latest in the state file and delete the
+    oldest beyond ``max_to_keep`` (0: keep all), except one every ``keep_every_n_hours`` (as the TF1 ``Saver``)."""
+    directory = Path(directory)
     rotation = _read_state(directory)
     now = time.time()
     if name in rotation.paths:
