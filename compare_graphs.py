@@ -1,0 +1,66 @@
+"""Compare the variables of two model folders' checkpoints by name and shape (spec §5, ``compare_graphs.py``).
+
+    python compare_graphs.py tmp/convgru128 tmp/convgru128_48px [--mode all|valid]
+
+prints one line per variable, ``<source shape> <-> <target shape> name: <variable>``, with ``x`` where a
+checkpoint lacks the variable: ``all`` lists the union of the names, ``valid`` only the variables of equal name and
+shape (those ``copy_network_weights.py`` copies by default). Works on this project's and the original's checkpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from modelzoo.seqencmodel import _ArgumentParser  # argparse errors as UserError (one line, exit 2)
+from utils.cli import run
+from utils.modelfolder import checkpoint_shapes, find_checkpoint
+
+MODES = ("all", "valid")
+
+
+def _row(source: str, target: str, name: str) -> str:
+    return f"{source:>17} <-> {target:<17} name: {name}"
+
+
+def comparison_lines(source: Mapping[str, tuple[int, ...]], target: Mapping[str, tuple[int, ...]],
+                     mode: str = "all") -> list[str]:
+    """The table of two ``{name: shape}`` maps: a header, one row per variable (sorted), then a summary line."""
+    def shape(shapes: Mapping[str, tuple[int, ...]], name: str) -> str:
+        return str(list(shapes[name])) if name in shapes else "x"
+
+    names = sorted(set(source) | set(target))
+    equal = [name for name in names if source.get(name) == target.get(name)]
+    lines = [_row("<source shape>", "<target shape>", "<variable name>")]
+    lines += [_row(shape(source, name), shape(target, name), name) for name in (names if mode == "all" else equal)]
+    common = set(source) & set(target)
+    lines.append(f"{len(names)} variables: {len(equal)} of equal name and shape, {len(common) - len(equal)} of "
+                 f"other shapes, {len(set(source) - common)} only in the source, {len(set(target) - common)} only "
+                 "in the target")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> list[str]:
+    """Print the comparison of two model folders' checkpoints; returns the printed lines."""
+    parser = _ArgumentParser(description="Compare the variables (names and shapes) of two model folders' "
+                                         "checkpoints.")
+    parser.add_argument("source", help="source model folder (with a checkpoint)")
+    parser.add_argument("target", help="target model folder (with a checkpoint; run init_graph.py first)")
+    parser.add_argument("--mode", choices=MODES, default="all",
+                        help="'all': every variable of either checkpoint; 'valid': only those of equal name and "
+                             "shape (default: all)")
+    parser.add_argument("--compatible", action="store_const", dest="mode", const="valid",
+                        help="same as --mode valid")
+    parser.add_argument("--sourcecheckpoint", default=None,
+                        help="checkpoint of the source, e.g. model.ckpt-13824 (default: the latest)")
+    parser.add_argument("--targetcheckpoint", default=None,
+                        help="checkpoint of the target, e.g. model.ckpt-0 (default: the latest)")
+    args = parser.parse_args(argv)
+    source = checkpoint_shapes(find_checkpoint(args.source, args.sourcecheckpoint))
+    target = checkpoint_shapes(find_checkpoint(args.target, args.targetcheckpoint))
+    lines = comparison_lines(source, target, args.mode)
+    print("\n".join(lines))
+    return lines
+
+
+if __name__ == "__main__":
+    run(main)
