@@ -21,6 +21,7 @@ from utils.fsio import atomic_dir
 from utils.modelfolder import (
     ADAM_SLOTS,
     BETA_POWERS,
+    COUNTERS,
     TF1_BN_ACCUMULATORS,
     ModelFolder,
     TrainingState,
@@ -29,6 +30,14 @@ from utils.modelfolder import (
 )
 
 KERAS_FILENAME = "model.keras"
+
+
+def _role(name: str, variable) -> str:
+    if name in COUNTERS:
+        return "counter"
+    if name.rpartition("/")[2] in ADAM_SLOTS:
+        return "Adam slot"
+    return "weight" if variable.trainable else "batch-norm statistic"
 
 
 def _why_unused(name: str) -> str:
@@ -67,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> str:
 
     shapes = checkpoint_shapes(prefix)
     for name, variable in sorted(state.variables().items()):
-        print(f"mapped {name} {list(shapes[name])} -> {getattr(variable, 'path', variable.name)}")
+        print(f"mapped {name} {list(shapes[name])}: {_role(name, variable)}")
     for name in sorted(unused):
         print(f"unused {name} {list(shapes[name])}: {_why_unused(name)}")
     try:
