@@ -20,6 +20,7 @@ from compare_graphs import comparison_lines
 from modelzoo.seqencmodel import _ArgumentParser  # argparse errors as UserError (one line, exit 2)
 from utils.cli import UserError, run
 from utils.modelfolder import (
+    BETA_POWERS,
     COUNTERS,
     ModelFolder,
     find_checkpoint,
@@ -132,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> str | None:
         return None
 
     pairs, skipped = select_variables(source, target, args.variables, args.scopes)
-    if not pairs:
-        raise UserError(f"{source_prefix}: no variable to copy into {folder.path} (see compare_graphs.py)")
+    if not set(pairs) - {*COUNTERS, *BETA_POWERS}:
+        raise UserError(f"{source_prefix}: no network variable to copy into {folder.path} (see compare_graphs.py)")
     for trg, src in sorted(pairs.items()):
         print(f"copy {src}{'' if src == trg else f' -> {trg}'} {list(np.shape(source[src]))}")
     for name, reason in skipped:
