@@ -20,7 +20,6 @@ from utils.cli import UserError, run
 from utils.fsio import atomic_dir
 from utils.modelfolder import (
     ADAM_SLOTS,
-    BETA_POWERS,
     COUNTERS,
     TF1_BN_ACCUMULATORS,
     ModelFolder,
@@ -41,11 +40,10 @@ def _role(name: str, variable) -> str:
 
 
 def _why_unused(name: str) -> str:
+    """Why a checkpoint entry was left out (``TrainingState.restore`` rejects any other unused entry)."""
     if name.endswith(TF1_BN_ACCUMULATORS):
         return "zero-debias accumulator of TF1 batch norm (its debiased value is the moving mean)"
-    if name in BETA_POWERS or name.rpartition("/")[2] in ADAM_SLOTS:
-        return "Adam state, left out with --no-optimizer"
-    return "not used"
+    return "Adam state, left out with --no-optimizer"
 
 
 def main(argv: Sequence[str] | None = None) -> str:
@@ -75,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     unused = state.restore(prefix, include_optimizer=not args.no_optimizer)
 
     shapes = checkpoint_shapes(prefix)
-    for name, variable in sorted(state.variables().items()):
+    mapped = {name: variable for name, variable in state.variables().items() if name in shapes}
+    for name, variable in sorted(mapped.items()):
         print(f"mapped {name} {list(shapes[name])}: {_role(name, variable)}")
     for name in sorted(unused):
         print(f"unused {name} {list(shapes[name])}: {_why_unused(name)}")
@@ -88,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> str:
                 export_keras(model, staging / KERAS_FILENAME)
     except OSError as err:
         raise UserError(f"{target}: cannot write the model folder ({err.strerror or err})") from None
-    adam = ("without Adam state" if args.no_optimizer else "with Adam state" if any(
-        name.endswith("/Adam") for name in shapes) else "with a fresh Adam state (the source has none)")
+    adam = ("without Adam state" if args.no_optimizer else "with Adam state" if len(mapped) > len(
+        state.variables(include_optimizer=False)) else "with a fresh Adam state (the source has none)")
     print(f"wrote {target}: {written.name} from {prefix}, {len(state.variables(include_optimizer=False))} network "
           f"variables and counters, {adam}")
     return str(target / written.name)

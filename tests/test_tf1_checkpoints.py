@@ -188,6 +188,10 @@ def test_convert_without_optimizer(tf1_models, tmp_path, capsys):
     names = set(checkpoint_shapes(prefix))
     assert not [n for n in names if n.endswith(("/Adam", "/Adam_1", "_power", "biased", "local_step"))]
     assert {"global_step", "samples_seen", "class/bn/moving_variance"} <= names
+    again = convert_tf1_model.main([str(tmp_path / "inference"), str(tmp_path / "again")])  # a source without Adam
+    assert capsys.readouterr().out.rstrip().endswith("with a fresh Adam state (the source has none)")
+    values = read_checkpoint(again)
+    assert not values["class/conv2d/kernel/Adam"].any() and values["beta1_power"] == np.float32(0.9)
 
 
 def test_convert_errors(tf1_models, tmp_path, capsys):
