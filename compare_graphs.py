@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from modelzoo.seqencmodel import _ArgumentParser  # argparse errors as UserError (one line, exit 2)
-from utils.cli import run
+from utils.cli import ArgumentParser, run
 from utils.modelfolder import checkpoint_shapes, find_checkpoint
 
 MODES = ("all", "valid")
@@ -41,7 +40,7 @@ def comparison_lines(source: Mapping[str, tuple[int, ...]], target: Mapping[str,
 
 def main(argv: Sequence[str] | None = None) -> list[str]:
     """Print the comparison of two model folders' checkpoints; returns the printed lines."""
-    parser = _ArgumentParser(description="Compare the variables (names and shapes) of two model folders' "
+    parser = ArgumentParser(description="Compare the variables (names and shapes) of two model folders' "
                                          "checkpoints.")
     parser.add_argument("source", help="source model folder (with a checkpoint)")
     parser.add_argument("target", help="target model folder (with a checkpoint; run init_graph.py first)")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelzoo.params import PARAMS_FILENAME, write_params_ini
-from modelzoo.seqencmodel import SUMMARY_FILENAME, _ArgumentParser, make_optimizer, model_summary
-from utils.cli import UserError, run
+from modelzoo.seqencmodel import SUMMARY_FILENAME, make_optimizer, model_summary
+from utils.cli import ArgumentParser, UserError, run
 from utils.fsio import atomic_dir
 from utils.modelfolder import (
     ADAM_SLOTS,
@@ -48,7 +48,7 @@ def _why_unused(name: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Convert SRC into DST; returns the written checkpoint's prefix."""
-    parser = _ArgumentParser(description="Convert an original TF1 MTLCC model folder (params.ini, checkpoint) into "
+    parser = ArgumentParser(description="Convert an original TF1 MTLCC model folder (params.ini, checkpoint) into "
                                          "a model folder of this project.")
     parser.add_argument("source", help="model folder of the original code (params.ini with [flags], checkpoint)")
     parser.add_argument("target", help="new model folder to write (must not exist unless --force)")

@@ -17,8 +17,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from compare_graphs import comparison_lines
-from modelzoo.seqencmodel import _ArgumentParser  # argparse errors as UserError (one line, exit 2)
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, run
 from utils.modelfolder import (
     BETA_POWERS,
     COUNTERS,
@@ -96,7 +95,7 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
 
 def main(argv: Sequence[str] | None = None) -> str | None:
     """Copy the selected variables; returns the written checkpoint's prefix (``None`` for --dry and --compare)."""
-    parser = _ArgumentParser(description="Copy variables of the source model's checkpoint into a new checkpoint "
+    parser = ArgumentParser(description="Copy variables of the source model's checkpoint into a new checkpoint "
                                          "of the target model (by default every variable of equal name and shape).")
     parser.add_argument("source", help="source model folder (with a checkpoint; may be an original TF1 model)")
     parser.add_argument("target", help="target model folder (with params.ini; its checkpoint is the starting point)")

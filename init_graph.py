@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelzoo.seqencmodel import _ArgumentParser  # argparse errors as UserError (one line, exit 2)
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, run
 from utils.modelfolder import ModelFolder
 
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Write ``<folder>/model.ckpt-0``; returns its prefix."""
-    parser = _ArgumentParser(description="Initialise the network of a model folder's params.ini and write its "
+    parser = ArgumentParser(description="Initialise the network of a model folder's params.ini and write its "
                                          "step-0 checkpoint (weights, Adam slots, counters at 0).")
     parser.add_argument("modelfolder", help="model folder with params.ini (or its graph.meta / params.ini path, "
                                             "as in the original README)")

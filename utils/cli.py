@@ -16,6 +16,13 @@ class UserError(Exception):
     """Bad input from the user. Reported as one line naming the file and the problem, exit status 2."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are :class:`UserError` (one line, exit status 2 through :func:`run`)."""
+
+    def error(self, message: str):
+        raise UserError(message)
+
+
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
     """Run a script's ``main(argv)``; a :class:`UserError` becomes ``<prog>: error: <message>`` and exit 2."""
     prog = Path(sys.argv[0]).name
