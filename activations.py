@@ -13,11 +13,11 @@ import argparse
 from collections.abc import Sequence
 
 from utils import activations
-from utils.cli import run
+from utils.cli import UserError, run
 from utils.dataset import Dataset
 from utils.modelfolder import ModelFolder, TrainingState
 
-DEFAULT_CHANNELS = "8"
+DEFAULT_CHANNELS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -33,25 +33,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--layer", type=int, default=1, help="ConvRNN layer whose gates are written (default 1)")
     parser.add_argument("--gates", default=None,
                         help="comma-separated gates to draw: LSTM i,j,f,o,c,h; GRU r,u,candidate,h (default all)")
-    parser.add_argument("--channels", default=DEFAULT_CHANNELS,
-                        help=f"cell channels to draw: a count (the first N), indices like 0,5,10-12, or 'all' "
-                             f"(default {DEFAULT_CHANNELS}); the .npy arrays always hold every channel")
+    parser.add_argument("--channels", default=None,
+                        help=f"cell channels to draw: indices and ranges like 0,5,10-12, or 'all' (default: the "
+                             f"first {DEFAULT_CHANNELS}); the .npy arrays always hold every channel")
     parser.add_argument("--no-png", dest="png", action="store_false",
                         help="write only the .npy arrays and dates.csv (no PNGs or GIFs)")
     args = parser.parse_args(argv)
 
     folder = ModelFolder(args.model)
-    model = folder.build_model()
-    TrainingState(model).restore(folder.checkpoint(args.checkpoint), include_optimizer=False)
+    params = folder.params
+    if not 1 <= args.layer <= params.convrnn_layers:
+        raise UserError(f"--layer {args.layer}: the model has {params.convrnn_layers} ConvRNN layer(s)")
+    gates = activations.check_gates(args.gates.split(",") if args.gates else None, params.convcell)
+    channels = list(range(min(DEFAULT_CHANNELS, params.convrnn_filters)))
+    if args.channels is not None:
+        channels = activations.parse_channels(args.channels, params.convrnn_filters)
     dataset = Dataset(args.datadir, args.dataset)
     tileid, batch, dates = activations.load_tile(dataset, args.partition, args.tile, args.fold)
-    cell = folder.params.convcell
-    available = model.rnn_layers[0].cell_fw.gate_names
-    gates = activations.check_gates(args.gates.split(",") if args.gates else None, available, cell)
-    channels = activations.parse_channels(args.channels, folder.params.convrnn_filters)
+    model = folder.build_model()
+    TrainingState(model).restore(folder.checkpoint(args.checkpoint), include_optimizer=False)
     acts = activations.compute(model, batch, tileid, dates, args.layer)
     out = activations.write(args.outdir, acts, gates, channels, args.png)
-    print(f"tile {tileid}: {len(dates)} dates, conv{cell} F={folder.params.convrnn_filters}, "
+    print(f"tile {tileid}: {len(dates)} dates, conv{params.convcell} F={params.convrnn_filters}, "
           f"directions {', '.join(acts.gates)}; wrote {out}")
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from modelzoo.cells import ConvGRUCell, ConvLSTMCell
 from modelzoo.seqencmodel import SequentialEncoder
 from utils.cli import UserError
 from utils.dataset import Dataset, iterate, read_tileids
@@ -38,6 +39,7 @@ from utils.geotiffs import date_of
 from utils.rasters import write_class_png, write_colormapped_png, write_png
 from utils.records import read_tile
 
+CELLS = {"gru": ConvGRUCell, "lstm": ConvLSTMCell}
 GATE_FILES = {"i": "iGate", "j": "jGate", "f": "fGate", "o": "oGate", "c": "state", "h": "output",
               "r": "rGate", "u": "uGate", "candidate": "candidate"}
 SIGNED = frozenset({"j", "c", "h", "candidate"})  # shown on −1..1 with RdBu_r; the others on 0..1 with inferno
@@ -104,8 +106,9 @@ def compute(model: SequentialEncoder, batch: dict[str, np.ndarray], tileid: int,
                        predictions=np.argmax(scores, axis=-1).astype(np.int64) + 1)
 
 
-def check_gates(requested: Sequence[str] | None, available: Sequence[str], cell: str) -> list[str]:
-    """The gates to write: ``requested`` (model or file names) checked against the cell's, else all of them."""
+def check_gates(requested: Sequence[str] | None, cell: str) -> list[str]:
+    """The gates to write for a ``gru`` or ``lstm`` cell: ``requested`` (model or file names), else all of them."""
+    available = CELLS[cell].gate_names
     if requested is None:
         return list(available)
     by_file = {file: name for name, file in GATE_FILES.items()}
@@ -113,28 +116,25 @@ def check_gates(requested: Sequence[str] | None, available: Sequence[str], cell:
     for gate in requested:
         name = by_file.get(gate, gate)
         if name not in available:
-            other = "ConvGRU" if name in ("r", "u", "candidate") else "ConvLSTM" if name in GATE_FILES else None
-            kind = f"a {other} gate" if other else "no gate"
-            raise UserError(f"--gates: {gate!r} is {kind}; the model's Conv{cell.upper()} cell has "
-                            f"{', '.join(available)}")
+            owners = [f"a Conv{other.upper()} gate" for other, kind in CELLS.items() if name in kind.gate_names]
+            raise UserError(f"--gates: {gate!r} is {owners[0] if owners else 'no gate'}; the model's "
+                            f"Conv{cell.upper()} cell has {', '.join(available)}")
         chosen.append(name)
     return chosen
 
 
 def parse_channels(text: str, filters: int) -> list[int]:
-    """``"all"``, a count ``"8"`` (the first 8) or a list of indices and ranges ``"0,5,10-12"`` of 0..F−1."""
+    """Channel indices of 0..F−1 from ``"all"`` or a list of indices and ranges such as ``"0-7"`` or ``"0,5,10-12"``."""
     text = text.strip().lower()
     if text == "all":
         return list(range(filters))
     try:
-        if text.isdigit():
-            return list(range(min(int(text), filters)))
         channels = []
         for part in text.split(","):
             low, _, high = part.partition("-")
             channels += range(int(low), int(high or low) + 1)
     except ValueError:
-        raise UserError(f"--channels {text!r}: expected 'all', a count or indices like 0,5,10-12") from None
+        raise UserError(f"--channels {text!r}: expected 'all' or indices and ranges like 0,5,10-12") from None
     bad = [c for c in channels if not 0 <= c < filters]
     if bad:
         raise UserError(f"--channels: channel {bad[0]} does not exist (the cell has {filters}, 0..{filters - 1})")
