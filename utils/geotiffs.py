@@ -109,8 +109,7 @@ class Series:
         count = len(self.dates)
         if count > nobs:
             raise UserError(f"{source}: {count} dates do not fit into nobs = {nobs} (raise --nobs)")
-        doy, year = (np.array(values, dtype=np.int64) for values in zip(*map(doy_and_year, self.dates), strict=True)
-                     ) if count else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        doy, year = np.array([doy_and_year(date) for date in self.dates], dtype=np.int64).reshape(-1, 2).T
 
         def padded(values: np.ndarray) -> np.ndarray:
             out = np.zeros((nobs, *values.shape[1:]), dtype=np.int64)
