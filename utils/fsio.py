@@ -10,6 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _default_mode(path: Path, base: int) -> None:
+    """Give a mkstemp/mkdtemp result the permissions of a normally created file or folder (they are private)."""
+    os.chmod(path, base & ~_umask())
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed to ``path`` when the block ends without error."""
@@ -20,6 +31,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        _default_mode(tmp, 0o666)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -33,6 +45,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
+        _default_mode(tmp, 0o777)
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
