@@ -1,0 +1,81 @@
+"""The shared command-line pieces and atomic output."""
+
+import argparse
+import os
+import stat
+
+import pytest
+
+from utils.cli import ArgumentParser, UserError, resolve_datadir, run, str2bool
+from utils.fsio import atomic_dir, atomic_file
+
+
+@pytest.mark.parametrize("text,value", [("True", True), ("true", True), ("1", True), ("yes", True),
+                                        ("False", False), ("false", False), ("0", False), ("no", False)])
+def test_str2bool(text, value):
+    assert str2bool(text) is value
+
+
+def test_str2bool_rejects_other_text():
+    with pytest.raises(argparse.ArgumentTypeError, match="expected True or False"):
+        str2bool("maybe")
+
+
+def test_run_turns_user_errors_into_one_line_and_exit_2(capsys):
+    def main(argv):
+        raise UserError("data/x.tfrecord.gz: corrupt\n  (details)")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("error: data/x.tfrecord.gz: corrupt (details)\n")
+
+
+def test_argument_parser_errors_are_user_errors():
+    parser = ArgumentParser()
+    parser.add_argument("--n", type=int)
+    with pytest.raises(UserError, match="invalid int value"):
+        parser.parse_args(["--n", "x"])
+
+
+def test_resolve_datadir(tmp_path, monkeypatch):
+    monkeypatch.delenv("datadir", raising=False)
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_datadir(tmp_path / "missing")
+    with pytest.raises(UserError, match="no dataset.ini"):
+        resolve_datadir(tmp_path)
+    (tmp_path / "dataset.ini").write_text("[2016]\n")
+    assert resolve_datadir(tmp_path) == tmp_path
+    monkeypatch.setenv("datadir", str(tmp_path))
+    assert resolve_datadir(None) == tmp_path
+
+
+def test_atomic_file_appears_complete_with_normal_permissions(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    with atomic_file(target) as tmp:
+        tmp.write_text("data")
+        assert not target.exists()
+    assert target.read_text() == "data"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert os.listdir(target.parent) == ["out.txt"]
+
+
+def test_atomic_file_leaves_nothing_on_error(tmp_path):
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "out.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_dir_replaces_and_cleans_up(tmp_path):
+    target = tmp_path / "root"
+    with atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError("interrupted")
+    assert sorted(os.listdir(tmp_path)) == ["root"] and os.listdir(target) == ["a"]
+    assert stat.S_IMODE(target.stat().st_mode) & 0o755 == 0o755
