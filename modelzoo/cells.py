@@ -94,10 +94,6 @@ class _ConvRNNCell(keras.layers.Layer):
     def _state_rows(self, kernel: keras.Variable) -> tf.Tensor:
         return kernel[:, :, self.input_channels :, :]
 
-    def state_kernels(self) -> tuple[tf.Tensor, ...]:
-        """The state rows of the kernels, as :meth:`step` takes them (sliced once, outside the time loop)."""
-        raise NotImplementedError
-
     def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The initial state: zeros of shape (batch, height, width, filters) per component."""
         zeros = tf.zeros(tf.stack([batch, height, width, self.filters]), dtype=self.compute_dtype)
@@ -143,6 +139,7 @@ class ConvGRUCell(_ConvRNNCell):
         return projection
 
     def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The state rows of the gate and candidate kernels, as :meth:`step` takes them (sliced once per loop)."""
         return self._state_rows(self.gates_kernel), self._state_rows(self.candidate_kernel)
 
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], kernels: tuple[tf.Tensor, tf.Tensor] | None,
@@ -231,6 +228,7 @@ class ConvLSTMCell(_ConvRNNCell):
         return projection
 
     def state_kernels(self) -> tuple[tf.Tensor]:
+        """The state rows of the kernel, as :meth:`step` takes them (sliced once per loop)."""
         return (self._state_rows(self.kernel),)
 
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], kernels: tuple[tf.Tensor] | None,
