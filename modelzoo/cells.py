@@ -47,29 +47,11 @@ def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[
     beta = tf.stack([tf.convert_to_tensor(norm.beta) for norm in norms])
     if shifts is not None:
         beta += tf.constant(shifts, dtype=beta.dtype)[:, None]
-    return _layer_norm(x, gamma, beta)
-
-
-@tf.custom_gradient
-def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor):
-    """Layer norm of (N, H, W, k·F) with ``gamma``/``beta`` (k, F), and its closed-form gradient (fewer passes over
-    the activations than differentiating the moments)."""
     shape = tf.shape(x)
     grouped = tf.reshape(x, tf.concat([shape[:-1], tf.shape(gamma)], axis=0))
-    axes = [1, 2, 4]
-    centred = grouped - tf.reduce_mean(grouped, axis=axes, keepdims=True)
-    inv_std = tf.math.rsqrt(tf.reduce_mean(tf.square(centred), axis=axes, keepdims=True) + LAYER_NORM_EPSILON)
-    normalised = centred * inv_std
-
-    def gradient(upstream):
-        upstream = tf.reshape(upstream, tf.shape(grouped))
-        scaled = upstream * gamma
-        dx = inv_std * (scaled - tf.reduce_mean(scaled, axis=axes, keepdims=True)
-                        - normalised * tf.reduce_mean(scaled * normalised, axis=axes, keepdims=True))
-        return (tf.reshape(dx, shape), tf.reduce_sum(upstream * normalised, axis=[0, 1, 2]),
-                tf.reduce_sum(upstream, axis=[0, 1, 2]))
-
-    return tf.reshape(normalised * gamma + beta, shape), gradient
+    mean, variance = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
+    normalised = tf.nn.batch_normalization(grouped, mean, variance, beta, gamma, LAYER_NORM_EPSILON)
+    return tf.reshape(normalised, shape)
 
 
 class LayerNorm(keras.layers.Layer):
@@ -111,10 +93,6 @@ class _ConvRNNCell(keras.layers.Layer):
 
     def _state_rows(self, kernel: keras.Variable) -> tf.Tensor:
         return kernel[:, :, self.input_channels :, :]
-
-    def state_kernels(self) -> tuple[tf.Tensor, ...]:
-        """The state rows of the kernels, as :meth:`step` takes them (sliced once, outside the time loop)."""
-        raise NotImplementedError
 
     def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The initial state: zeros of shape (batch, height, width, filters) per component."""
@@ -161,6 +139,7 @@ class ConvGRUCell(_ConvRNNCell):
         return projection
 
     def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """The state rows of the gate and candidate kernels, as :meth:`step` takes them (sliced once per loop)."""
         return self._state_rows(self.gates_kernel), self._state_rows(self.candidate_kernel)
 
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], kernels: tuple[tf.Tensor, tf.Tensor] | None,
@@ -249,6 +228,7 @@ class ConvLSTMCell(_ConvRNNCell):
         return projection
 
     def state_kernels(self) -> tuple[tf.Tensor]:
+        """The state rows of the kernel, as :meth:`step` takes them (sliced once per loop)."""
         return (self._state_rows(self.kernel),)
 
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], kernels: tuple[tf.Tensor] | None,

@@ -11,6 +11,7 @@ import argparse
 import ast
 import configparser
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,12 +34,14 @@ def _parse_int(value: object) -> int:
 
 
 def _parse_float(value: object) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     try:
-        return float(str(value).strip())
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float(
+            str(value).strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {value!r}")
+    return number
 
 
 def _parse_str(value: object) -> str:

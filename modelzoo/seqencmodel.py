@@ -18,7 +18,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python modelzoo/seqencmodel.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import modelzoo  # noqa: F401 (quiets TensorFlow's start-up logging before TensorFlow is imported)
+    import modelzoo  # noqa: F401 (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow is imported)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -39,14 +39,18 @@ FEATURE_KEYS = ("x10", "x20", "x60", "doy", "year")
 LEAKY_RELU_SLOPE = 0.2
 
 
+def per_frame(function, x: tf.Tensor) -> tf.Tensor:
+    """Apply ``function`` of (N, H, W, C) frames to every frame of ``x`` (A, B, H, W, C): → (A, B, H', W', C')."""
+    shape = tf.shape(x)
+    y = function(tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0)))
+    return tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], axis=0))
+
+
 def resize_legacy_bilinear(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
     """Resize (B, T, h, w, C) to (B, T, height, width, C) as TF1 ``resize_images`` did: bilinear, no align_corners,
     no half-pixel centres (source pixel = target pixel × in/out)."""
-    shape = tf.shape(images)
-    frames = tf.reshape(images, tf.concat([[-1], shape[2:]], axis=0))
-    resized = tf.raw_ops.ResizeBilinear(images=frames, size=tf.stack([height, width]), align_corners=False,
-                                        half_pixel_centers=False)
-    return tf.reshape(resized, tf.stack([shape[0], shape[1], height, width, shape[4]]))
+    return per_frame(lambda frames: tf.raw_ops.ResizeBilinear(
+        images=frames, size=tf.stack([height, width]), align_corners=False, half_pixel_centers=False), images)
 
 
 def _activation(name: str):
@@ -78,10 +82,7 @@ class ConvBNAct(keras.layers.Layer):
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
         if len(self.kernel.shape) == 5:
-            shape = tf.shape(x)
-            frames = tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0))
-            y = reflect_conv(frames, self.kernel[0])
-            y = tf.reshape(y, tf.concat([shape[:2], tf.shape(y)[1:]], axis=0))
+            y = per_frame(lambda frames: reflect_conv(frames, self.kernel[0]), x)
         else:
             y = reflect_conv(x, self.kernel)
         return self.activation(self.bn(y, training=training))
@@ -143,12 +144,11 @@ class ConvRNNLayer(keras.layers.Layer):
         def reverse(tensor):
             return reverse_valid_steps(tensor, lengths)
 
-        if dropout:  # independent input masks per direction, as two TF1 DropoutWrapper calls
-            proj_fw = self._project(self.cell_fw, x, dropout)
+        proj_fw = self._project(self.cell_fw, x, dropout)
+        if dropout or self.cell_bw is not self.cell_fw:  # dropout: independent masks, as two TF1 DropoutWrappers
             proj_bw = self._project(self.cell_bw, reverse(x), dropout)
-        else:  # the input projection commutes with the per-frame time reversal
-            proj_fw = self._project(self.cell_fw, x, dropout)
-            proj_bw = reverse(proj_fw if self.cell_bw is self.cell_fw else self._project(self.cell_bw, x, dropout))
+        else:  # the projection commutes with the per-frame time reversal: project once
+            proj_bw = reverse(proj_fw)
         if self.cell_bw is self.cell_fw and self.stack_directions:
             batch = tf.shape(x)[1]
             out, state, gates = self._run(self.cell_fw, tf.concat([proj_fw, proj_bw], axis=1),
@@ -168,9 +168,7 @@ class ConvRNNLayer(keras.layers.Layer):
         """The cell's input projection of every frame of ``x`` (T, N, H, W, C), with input dropout if asked."""
         if dropout:
             x = keras.random.dropout(x, 1.0 - self.keep_prob, seed=self.seed)
-        shape = tf.shape(x)
-        projection = cell.input_projection(tf.reshape(x, tf.concat([[-1], shape[2:]], axis=0)))
-        return tf.reshape(projection, tf.concat([shape[:2], tf.shape(projection)[1:]], axis=0))
+        return per_frame(cell.input_projection, x)
 
     def _run(self, cell, projections: tf.Tensor, lengths: tf.Tensor, dropout: bool, with_gates: bool):
         masks = None
@@ -246,13 +244,13 @@ class SequentialEncoder(keras.Model):
     def _encode(self, batch, training: bool, gates_of: int | None = None):
         x, lengths = self.prepare_inputs(batch)
         layer_input = tf.transpose(x, [1, 0, 2, 3, 4])  # time-major inside the encoder
-        outputs, finals, gates = [], [], {}
+        outputs, finals = [], []
         for index, layer in enumerate(self.rnn_layers, start=1):
-            out, final, layer_gates = layer(layer_input, lengths, training=training, with_gates=index == gates_of)
+            traced = index == gates_of
+            out, final, gates = layer(layer_input, lengths, training=training, with_gates=traced)
             outputs.append(out)
             finals.append(final)
-            gates = layer_gates if index == gates_of else gates
-            if index == gates_of:
+            if traced:
                 break
             layer_input = out
         return x, lengths, outputs, finals, gates

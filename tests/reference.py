@@ -166,17 +166,15 @@ def encoder(batch, weights, p, training=False):
             if p.convcell == "lstm":
                 def step(xt, state, w=w):
                     return lstm_step(xt, state, w, p.convrnn_normalize, p.peephole)
-                n_states, feature = 2, 0
             else:
                 def step(xt, state, w=w):
                     return gru_step(xt, state, w, p.convrnn_normalize)
-                n_states, feature = 1, 0
             seq = reverse_sequence(layer_input, lengths) if direction == "bw" else layer_input
-            out, state, gates = dynamic_rnn(step, seq, lengths, p.convrnn_filters, n_states)
+            out, state, gates = dynamic_rnn(step, seq, lengths, p.convrnn_filters, 2 if p.convcell == "lstm" else 1)
             if direction == "bw":
                 out = reverse_sequence(out, lengths)
                 gates = {name: reverse_sequence(g, lengths) for name, g in gates.items()}
-            results[direction or "fw"] = (out, state[feature], gates)
+            results[direction or "fw"] = (out, state[0], gates)  # the final feature: GRU h, LSTM c
         out = np.concatenate([r[0] for r in results.values()], axis=-1)
         outputs.append(out)
         finals.append(np.concatenate([r[1] for r in results.values()], axis=-1))

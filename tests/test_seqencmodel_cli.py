@@ -111,6 +111,8 @@ def test_bad_flag_exits_2_with_one_line_and_no_traceback(tmp_path):
     (["--bidirectional", "maybe"], "--bidirectional: expected True or False, got 'maybe'"),
     (["--recurrent_dropout_i", "0"], "--recurrent_dropout_i: a keep probability must be in (0, 1]"),
     (["--cnn_activation", "elu"], "--cnn_activation: 'elu' is not one of relu, leaky_relu"),
+    (["--epsilon", "inf"], "--epsilon: expected a finite number, got 'inf'"),
+    (["--learning_rate", "-0.1"], "--learning_rate: must be > 0, got -0.1"),
     (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
     ([], "--modelfolder is required"),
 ])
