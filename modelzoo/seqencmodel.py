@@ -11,14 +11,13 @@ writes ``params.ini`` and ``model.txt`` (every variable with its TF1 name, shape
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python modelzoo/seqencmodel.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import modelzoo  # noqa: F401 (sets TF_CPP_MIN_LOG_LEVEL before TensorFlow is imported)
+    import modelzoo  # noqa: F401 (imports TensorFlow without its start-up chatter)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -31,7 +30,7 @@ from modelzoo.params import (  # noqa: E402
     params_from_args,
     write_params_ini,
 )
-from utils.cli import UserError, run  # noqa: E402
+from utils.cli import ArgumentParser, UserError, run  # noqa: E402
 from utils.fsio import atomic_file  # noqa: E402
 
 SUMMARY_FILENAME = "model.txt"
@@ -362,16 +361,9 @@ def model_summary(model: SequentialEncoder) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse whose errors are :class:`UserError` (one line, exit 2 through :func:`utils.cli.run`)."""
-
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Write a model folder: ``params.ini`` and ``model.txt``."""
-    parser = _ArgumentParser(description="Define an MTLCC network: write params.ini and model.txt into "
+    parser = ArgumentParser(description="Define an MTLCC network: write params.ini and model.txt into "
                                          "--modelfolder (weights are written by init_graph.py or train.py).")
     add_model_arguments(parser)
     params = params_from_args(parser.parse_args(argv))
