@@ -21,7 +21,7 @@ import evaluate as evaluate_script
 from modelzoo.params import ModelParams, write_params_ini
 from utils.cli import UserError, run
 from utils.dataset import read_classes, read_tileids
-from utils.evaluation import TruePredWriter, WriterPool
+from utils.evaluation import TileWriter, TruePredWriter, WriterPool
 from utils.georef import read_geotransforms
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.rasters import ERROR_COLORS, TUM_COLORS, UNKNOWN_COLOR, png_scale, read_geotiff
@@ -420,3 +420,11 @@ def test_writer_pool_bounds_pending_jobs_and_raises_job_errors():
     with pytest.raises(OSError, match="disk full"), WriterPool(threads=1, limit=1) as pool:
         pool.submit(failing)
         pool.submit(failing)
+
+
+def test_failed_tile_write_names_the_file(root, tmp_path):
+    (tmp_path / "prediction").write_text("a file where the folder should be")
+    writer = TileWriter(tmp_path, read_classes(root), {}, tiles=True, confidences=False)
+    labels = np.zeros((24, 24), np.int32)
+    with pytest.raises(UserError, match=r"prediction.*: cannot write"):
+        writer(5, labels, labels + 1, np.full((24, 24, 17), 1 / 17, np.float32), np.zeros((24, 24), np.float32))

@@ -62,7 +62,7 @@ LEGEND_PNG = "legend.png"
 CONFUSION_PNG = "confusion_matrix.png"
 TRUEPRED_NPY = "truepred.npy"
 GEOTRANSFORMS_CSV = "geotransforms.csv"
-WRITER_THREADS = 4
+WRITER_THREADS = 8  # the writes wait on the disk as much as on the CPU
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,17 @@ class TileWriter:
 
     def __call__(self, tileid: int, labels: np.ndarray, prediction: np.ndarray, scores: np.ndarray,
                  loss: np.ndarray) -> None:
-        """Write one tile: ``labels``/``prediction`` (H, W) class indices, ``scores`` (H, W, K), ``loss`` (H, W)."""
+        """Write one tile: ``labels``/``prediction`` (H, W) class indices, ``scores`` (H, W, K), ``loss`` (H, W).
+
+        A failed write (disk full, no permission) is a :class:`UserError` naming the file.
+        """
+        try:
+            self._write(tileid, labels, prediction, scores, loss)
+        except OSError as err:
+            raise UserError(f"{err.filename or self.storedir}: cannot write ({err.strerror or err})") from None
+
+    def _write(self, tileid: int, labels: np.ndarray, prediction: np.ndarray, scores: np.ndarray,
+               loss: np.ndarray) -> None:
         georef = self.georefs.get(tileid)
         tif, png = f"{tileid}.tif", f"{tileid}.png"
         if self.tiles:
@@ -303,10 +313,10 @@ def evaluate(settings: Settings) -> Result:
     metrics (as in ``metrics.json``), the tile ids in evaluation order and the timings.
     """
     start = time.perf_counter()
-    folder = ModelFolder(settings.modeldir)
-    dataset = Dataset(settings.datadir, settings.section, temporal_samples=None)
     if settings.prefetch < 0:
         raise UserError(f"--prefetch = {settings.prefetch} must be >= 0")
+    folder = ModelFolder(settings.modeldir)
+    dataset = Dataset(settings.datadir, settings.section, temporal_samples=None)
     classes = dataset.classes
     model, prefix, step = load_model(folder, classes, dataset.root / "classes.txt", settings.checkpoint,
                                      settings.allow_untrained)
