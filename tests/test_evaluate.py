@@ -52,8 +52,9 @@ def make_root(source: Path, root: Path, eval_ids: list[int], test_ids: list[int]
     return root
 
 
-def model_folder(path: Path, checkpoint: bool = True, **flags) -> Path:
-    """A model folder with a tiny network; with ``checkpoint``, non-trivial batch-norm statistics at step 7."""
+def model_folder(path: Path, checkpoint: bool = True, never: int | None = None, **flags) -> Path:
+    """A model folder with a tiny network; with ``checkpoint``, non-trivial batch-norm statistics at step 7, and
+    class index ``never`` never predicted (a large negative batch-norm offset of its logit)."""
     path.mkdir(parents=True)
     write_params_ini(path / "params.ini", ModelParams(convrnn_filters=FILTERS, **flags))
     if checkpoint:
@@ -63,6 +64,8 @@ def model_folder(path: Path, checkpoint: bool = True, **flags) -> Path:
         variables = model.named_variables()
         variables["class/bn/moving_mean"].assign(rng.normal(0.0, 0.5, 17).astype(np.float32))
         variables["class/bn/moving_variance"].assign(rng.uniform(0.2, 2.0, 17).astype(np.float32))
+        if never is not None:
+            variables["class/bn/beta"][never - 1].assign(-100.0)
         state = TrainingState(model)
         state.global_step.assign(7)
         state.save(folder)
@@ -94,8 +97,17 @@ def root(source, eval_ids, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def modeldir(tmp_path_factory) -> Path:
-    return model_folder(tmp_path_factory.mktemp("models") / "tiny")
+def absent(root, eval_ids) -> int:
+    """A class index without pixels in the evaluated tiles (the model is made never to predict it)."""
+    classes = read_classes(root)
+    support = sum(np.bincount(classes.to_index(read_tile(root / "data16" / f"{t}.tfrecord.gz").labels[0]).ravel(),
+                              minlength=len(classes.ids)) for t in eval_ids)
+    return int(np.flatnonzero(support[1:] == 0)[0]) + 1
+
+
+@pytest.fixture(scope="module")
+def modeldir(tmp_path_factory, absent) -> Path:
+    return model_folder(tmp_path_factory.mktemp("models") / "tiny", never=absent)
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +212,7 @@ def confusion_from_truepred(truepred: np.ndarray, ids: tuple[int, ...]) -> np.nd
     return matrix
 
 
-def test_metrics_equal_a_direct_numpy_computation(result, root, eval_ids, reference):
+def test_metrics_equal_a_direct_numpy_computation(result, root, eval_ids, reference, absent):
     classes = read_classes(root)
     truepred = np.load(result.out / "truepred.npy")
     assert truepred.dtype == np.int64 and truepred.ndim == 2 and truepred.shape[1] == 2
@@ -221,7 +233,7 @@ def test_metrics_equal_a_direct_numpy_computation(result, root, eval_ids, refere
     chance = (support * predicted_count).sum() / n**2
     present = support + predicted_count > 0
     iou = tp[present] / (support + predicted_count - tp)[present]
-    assert (~present).any(), "the check of the absent-class policy needs a class absent from truth and prediction"
+    assert not present[absent - 1] and present.sum() > 2
     assert metrics["num_tiles"] == NUM_TILES and metrics["num_pixels"] == n == len(truepred)
     assert metrics["overall_accuracy"] == pytest.approx(accuracy)
     assert metrics["kappa"] == pytest.approx((accuracy - chance) / (1 - chance))
@@ -232,7 +244,9 @@ def test_metrics_equal_a_direct_numpy_computation(result, root, eval_ids, refere
     for k, entry in enumerate(metrics["classes"]):
         assert entry["id"] == classes.ids[k + 1] and entry["support"] == support[k]
         if not present[k]:
-            assert entry["iou"] is None and entry["f1"] is None
+            assert entry["iou"] is None and entry["f1"] is None and entry["precision"] is None
+    precision = tp / np.where(predicted_count > 0, predicted_count, np.nan)
+    assert metrics["macro"]["precision"] == pytest.approx(np.nanmean(precision))
     assert metrics["run"]["global_step"] == 7 and metrics["run"]["partition"] == "eval"
     assert metrics["run"]["checkpoint"].endswith("model.ckpt-7")
     assert f"kappa {metrics['kappa']:.3f}" in result.stdout

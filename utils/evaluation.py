@@ -353,8 +353,23 @@ def evaluate(settings: Settings) -> Result:
         print(f"seconds: {timings.total:.1f} in all; input wait {timings.input:.1f}, forward {timings.forward:.1f}, "
               f"host {timings.host:.1f}, writer wait {timings.writer_wait:.1f}, reports and mosaics "
               f"{timings.finish:.1f}", file=sys.stderr)
-    print(f"outputs in {settings.storedir}/", file=sys.stderr)
+    print(_outputs_note(settings.storedir, writer, settings.mosaic), file=sys.stderr)
     return Result(metrics, evaluated, timings)
+
+
+def _outputs_note(storedir: Path, writer: TileWriter, mosaics: bool) -> str:
+    """Where the outputs are, for the console."""
+    lines = [f"outputs in {storedir}/:", f"  metrics.json, {CONFUSION_PNG}, {TRUEPRED_NPY} and the original's reports"]
+    if writer.tiles:
+        lines.append(f"  PNG maps: {PNG}/{{{','.join(PNG_MAPS)}}}/<tileid>.png, legend {PNG}/{LEGEND_PNG}")
+        lines.append(f"  GeoTIFFs: {{{','.join(TILE_PRODUCTS)}}}/<tileid>.tif")
+    if writer.confidences:
+        lines.append(f"  GeoTIFFs: {CONFIDENCES}/<k>_<class>/<tileid>.tif")
+    if mosaics:
+        names = [f"{product}.tif" for product in TILE_PRODUCTS]
+        names += [f"{CONFIDENCES}/<k>_<class>.tif"] if writer.confidences else []
+        lines.append(f"  mosaics (Cloud-Optimized GeoTIFF): {', '.join(names)}")
+    return "\n".join(lines)
 
 
 def _run(forward: Callable, pipeline: tf.data.Dataset, classes: ClassList, writer: TileWriter, settings: Settings,
