@@ -426,10 +426,9 @@ def test_writer_pool_bounds_pending_jobs_and_raises_job_errors():
     with WriterPool(threads=2, limit=3) as pool:
         for _ in range(3):
             pool.submit(job)
-        timer = threading.Timer(0.2, release.set)
-        timer.start()
-        pool.submit(job)  # blocks until the oldest finished
-        assert pool.wait_seconds > 0.1
+        threading.Timer(0.2, release.set).start()
+        pool.submit(job)  # blocks until the oldest job finished, which is after the release
+        assert release.is_set() and pool.wait_seconds > 0
     assert peak[0] == 2
     with pytest.raises(OSError, match="disk full"), WriterPool(threads=1, limit=1) as pool:
         pool.submit(failing)
