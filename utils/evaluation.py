@@ -25,7 +25,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from rasterio.errors import NotGeoreferencedWarning
 from tqdm import tqdm
 
 from modelzoo.seqencmodel import SequentialEncoder, per_pixel_xe
@@ -42,7 +40,7 @@ from utils.cli import UserError
 from utils.dataset import ClassList, Dataset, translate_errors
 from utils.fsio import atomic_file
 from utils.georef import GeoRef, read_geotransforms
-from utils.metrics import METRICS_JSON, ConfusionMatrix, format_summary, write_metrics_json, write_reports
+from utils.metrics import ConfusionMatrix, format_summary, write_reports
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.rasters import (
     mosaic,
@@ -379,11 +377,9 @@ def _run(forward: Callable, pipeline: tf.data.Dataset, classes: ClassList, write
     timings = Timings()
     evaluated: list[int] = []
     write = bool(writer.folders())
-    # the writer threads' own warning filters race (catch_warnings is not thread-safe): filter here for all
-    with (warnings.catch_warnings(), translate_errors(), TruePredWriter(settings.storedir / TRUEPRED_NPY) as truepred,
+    with (translate_errors(), TruePredWriter(settings.storedir / TRUEPRED_NPY) as truepred,
           WriterPool(WRITER_THREADS, 2 * settings.batchsize + WRITER_THREADS) as pool,
           tqdm(total=num_tiles, unit="tile", disable=None, file=sys.stderr) as progress):
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         batches = iter(pipeline)
         while True:
             mark = time.perf_counter()
@@ -414,11 +410,10 @@ def _write_reports(settings: Settings, classes: ClassList, matrix: ConfusionMatr
                    checkpoint: str | None, step: int) -> dict:
     """The original's report files, ``metrics.json`` with the run's details, and the confusion-matrix plot."""
     storedir = settings.storedir
-    metrics = write_reports(storedir, matrix.matrix, classes.ids, classes.names)
-    metrics = {"num_tiles": len(tileids), **metrics,
-               "run": {"modeldir": str(settings.modeldir), "checkpoint": checkpoint, "global_step": step,
-                       "datadir": str(settings.datadir), "section": settings.section,
-                       "partition": settings.partition, "fold": settings.fold}}
-    write_metrics_json(storedir / METRICS_JSON, metrics)
+    run = {"modeldir": str(settings.modeldir), "checkpoint": checkpoint, "global_step": step,
+           "datadir": str(settings.datadir), "section": settings.section, "partition": settings.partition,
+           "fold": settings.fold}
+    metrics = write_reports(storedir, matrix.matrix, classes.ids, classes.names,
+                            extra={"num_tiles": len(tileids), "run": run})
     write_confusion_png(storedir / CONFUSION_PNG, matrix.matrix, classes.names)
     return metrics
