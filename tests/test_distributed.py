@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from modelzoo.params import ModelParams, write_params_ini
-from utils.modelfolder import read_checkpoint
+from modelzoo.seqencmodel import build_model
+from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -39,8 +40,8 @@ def start(folder: Path, root: Path, *extra: str, tf_config: dict | None = None) 
                              *COMMON, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
-def finish(processes: list[subprocess.Popen]) -> list[str]:
-    """Wait for all processes; on a timeout kill them all and fail."""
+def finish(processes: list[subprocess.Popen], status: int = 0) -> list[str]:
+    """Wait for all processes and check their exit status; on a timeout kill them all and fail."""
     outputs = []
     try:
         for process in processes:
@@ -50,7 +51,7 @@ def finish(processes: list[subprocess.Popen]) -> list[str]:
             process.kill()
         pytest.fail(f"training processes did not finish within {TIMEOUT_S} s")
     for process, output in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, output
+        assert process.returncode == status, output
     return outputs
 
 
@@ -84,13 +85,17 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(tmp_path, synthetic_root)
     assert_same_checkpoints(reference / "model.ckpt-4", mirrored / "model.ckpt-4")
 
 
+def cluster_config(count: int) -> list[dict]:
+    """``TF_CONFIG`` of each of ``count`` workers on loopback."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(count)]
+    return [{"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}} for index in range(count)]
+
+
 def test_multiworker_with_two_processes_equals_one_device(tmp_path, synthetic_root):
     """Each worker reads every second file: with unshuffled full series the global batches equal one device's."""
     reference, cluster = model_folder(tmp_path / "one"), model_folder(tmp_path / "cluster")
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = [start(cluster, synthetic_root, "--shuffle", "False", "--strategy", "multiworker",
-                       tf_config={"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-                 for index in range(2)]
+    processes = [start(cluster, synthetic_root, "--shuffle", "False", "--strategy", "multiworker", tf_config=config)
+                 for config in cluster_config(2)]
     processes.append(start(reference, synthetic_root, "--shuffle", "False"))
     outputs = finish(processes)
     assert "2 replica(s) in sync" in outputs[0] and "not the chief" in outputs[1]
@@ -100,7 +105,18 @@ def test_multiworker_with_two_processes_equals_one_device(tmp_path, synthetic_ro
 
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(tmp_path, synthetic_root):
     folder = model_folder(tmp_path / "m")
-    process = start(folder, synthetic_root, "-b", "3", "--strategy", "mirrored", "--devices", "CPU:0,CPU:1")
-    output = process.communicate(timeout=TIMEOUT_S)[0]
-    assert process.returncode == 2
+    [output] = finish([start(folder, synthetic_root, "-b", "3", "--strategy", "mirrored", "--devices",
+                             "CPU:0,CPU:1")], status=2)
     assert output.strip().splitlines()[-1] == "train.py: error: --batchsize 3 is not divisible by the 2 replicas"
+
+
+def test_workers_that_restore_different_checkpoints_stop_with_a_one_line_error(tmp_path, synthetic_root):
+    """A model folder that is not shared: one worker resumes at step 8, the other starts afresh."""
+    folders = [model_folder(tmp_path / "a"), model_folder(tmp_path / "b")]
+    state = TrainingState(build_model(ModelParams(convrnn_filters=8)))
+    state.global_step.assign(8)
+    state.save(ModelFolder(folders[0]))
+    processes = [start(folder, synthetic_root, "--strategy", "multiworker", tf_config=config)
+                 for folder, config in zip(folders, cluster_config(2), strict=True)]
+    for output in finish(processes, status=2):
+        assert "the workers restored different checkpoints" in output.strip().splitlines()[-1]

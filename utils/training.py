@@ -475,7 +475,22 @@ class Trainer:
         if prefix is not None:
             with self.strategy.scope():
                 self.state.restore(prefix)
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            self._check_workers_agree()
         return prefix
+
+    def _check_workers_agree(self) -> None:
+        """Every worker must have restored the same step (the model folder must be shared), else all stop."""
+        def moments() -> tf.Tensor:
+            step = tf.cast(self.state.global_step, tf.float64)
+            context = tf.distribute.get_replica_context()
+            return context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.stack([step, step * step]))
+
+        mean, square = self.strategy.experimental_local_results(tf.function(
+            lambda: self.strategy.run(moments))())[0].numpy()
+        if square > mean * mean:
+            raise UserError(f"{self.folder.path}: the workers restored different checkpoints (this one: step "
+                            f"{self.global_step}); the model folder must be the same shared folder on every worker")
 
     def save(self) -> str | None:
         """Write a checkpoint of the current step (chief only); its path."""
