@@ -316,6 +316,9 @@ def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeyp
         assert status == 2, name
         assert len(err.strip().splitlines()) == 1 and message in err, (name, err)
         assert err.startswith(f"{Path(sys.argv[0]).name}: error: ")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    status, err = run_cli(train_args(folder, synthetic_root, "--strategy", "multiworker"), capsys)
+    assert status == 2 and "$TF_CONFIG: not a cluster specification with a task type and index" in err
 
 
 def test_an_empty_partition_is_a_one_line_error(tmp_path, synthetic_root, capsys):

@@ -145,10 +145,13 @@ def make_strategy(name: str = "default", devices: Sequence[str] | None = None) -
     if not config:
         raise UserError("--strategy multiworker: $TF_CONFIG is not set (the cluster and this worker's task)")
     try:
-        task = json.loads(config)["task"]
-        task["type"], int(task["index"])
+        spec = json.loads(config)
+        valid = isinstance(spec["cluster"], dict) and isinstance(spec["task"]["type"], str) \
+            and int(spec["task"]["index"]) >= 0
     except (ValueError, KeyError, TypeError):
-        raise UserError(f"$TF_CONFIG: not a cluster specification with a task type and index: {config!r}") from None
+        valid = False
+    if not valid:
+        raise UserError(f"$TF_CONFIG: not a cluster specification with a task type and index: {config!r}")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
