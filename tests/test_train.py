@@ -130,12 +130,14 @@ def test_format_duration():
 
 def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, capsys):
     folder = make_model_folder(tmp_path / "m")
-    train.main(train_args(folder, synthetic_root, "-e", "1", "--summary_frequency", "2", "--save_frequency", "3"))
+    train.main(train_args(folder, synthetic_root, "-e", "1", "--summary_frequency", "2", "--save_frequency", "1",
+                          "--max_models_to_keep", "2"))
     out = capsys.readouterr().out
     assert "an epoch is 16 tiles, 1 epochs = 16 tiles in steps of 4" in out
-    # 4 steps: checkpoints at step 3 and at the end
+    # 4 steps, a checkpoint after each, the last 2 kept, no partial files
     assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-4")
     assert sorted(p.name for p in folder.glob("*.index")) == ["model.ckpt-3.index", "model.ckpt-4.index"]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     tensors = read_checkpoint(folder / "model.ckpt-4")
     assert (tensors["global_step"], tensors["samples_seen"]) == (4, 16)
     assert tensors["beta1_power"] == pytest.approx(0.9 ** 5)  # TF1's beta powers after 4 Adam steps
@@ -166,20 +168,13 @@ def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, 
     rows = read_log(folder)
     assert [int(r["global_step"]) for r in rows[10:]] == [6] * 4 + [8] * 4
     assert float(rows[-1]["epoch"]) == 2.0
-    assert float(rows[-1]["elapsed_s"]) >= float(rows[9]["elapsed_s"])
+    for column in ("elapsed_s", "cpu_s"):  # continued from the first run's
+        assert float(rows[-1][column]) > float(rows[9][column]) > 0
 
     # nothing left to do: no new step, no new checkpoint
     train.main(train_args(folder, synthetic_root, "-e", "2"))
     assert "nothing to do: 2.00 of 2 epochs done at step 8" in capsys.readouterr().out
     assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-8")
-
-
-def test_checkpoints_are_rotated(tmp_path, synthetic_root):
-    folder = make_model_folder(tmp_path / "m")
-    train.main(train_args(folder, synthetic_root, "-e", "2", "--save_frequency", "1", "--summary_frequency", "100",
-                          "--max_models_to_keep", "3", "--train_on", "2016"))
-    assert sorted(p.name for p in folder.glob("*.index")) == [f"model.ckpt-{s}.index" for s in (2, 3, 4)]
-    assert not list(folder.glob(".*part*"))
 
 
 def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tmp_path, synthetic_root):

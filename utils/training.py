@@ -46,7 +46,7 @@ OPTIMIZER_FLAGS = ("learning_rate", "beta1", "beta2", "epsilon")
 SCHEDULES = ("constant", "cosine")
 VALIDATION_PARTITIONS = ("test", "eval")
 LOG_FILE = "training_log.csv"
-LOG_COLUMNS = ("time", "elapsed_s", "global_step", "samples_seen", "epoch", "section", "partition", "xe", "oa",
+LOG_COLUMNS = ("time", "elapsed_s", "cpu_s", "global_step", "samples_seen", "epoch", "section", "partition", "xe", "oa",
                "learning_rate")
 PLAIN_PROGRESS_SECONDS = 30.0
 # TensorBoard's scalar format, written without the tensorboard package (tf.summary.scalar needs it)
@@ -317,20 +317,21 @@ class TrainingLog:
         self.enabled = enabled
         self.path = folder / LOG_FILE
         self.writers: dict[str, tf.summary.SummaryWriter] = {}
-        self.elapsed_before = self._last_elapsed()
+        self.elapsed_before, self.cpu_before = self._last_times()
 
-    def _last_elapsed(self) -> float:
+    def _last_times(self) -> tuple[float, float]:
+        """Wall and CPU seconds of the previous runs, from the last row of the log."""
         if not self.path.is_file():
-            return 0.0
+            return 0.0, 0.0
         with open(self.path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         try:
-            return float(rows[-1]["elapsed_s"]) if rows else 0.0
-        except (KeyError, ValueError):
+            return (float(rows[-1]["elapsed_s"]), float(rows[-1]["cpu_s"])) if rows else (0.0, 0.0)
+        except (KeyError, TypeError, ValueError):
             raise UserError(f"{self.path}: not a training log of train.py (move it away)") from None
 
     def write(self, run: str, section: str, partition: str, totals: Totals, step: int, samples: int, epoch: float,
-              learning_rate: float, elapsed: float) -> None:
+              learning_rate: float, elapsed: float, cpu: float) -> None:
         """One row of the CSV log and the scalars of one TensorBoard run."""
         if not self.enabled:
             return
@@ -345,6 +346,7 @@ class TrainingLog:
             if new:
                 writer.writerow(LOG_COLUMNS)
             writer.writerow([datetime.now().isoformat(timespec="seconds"), f"{self.elapsed_before + elapsed:.1f}",
+                             f"{self.cpu_before + cpu:.1f}",
                              step, samples, f"{epoch:.4f}", section, partition, f"{totals.xe:.6f}",
                              f"{totals.oa:.6f}", f"{learning_rate:.6g}"])
 
@@ -645,7 +647,8 @@ class Trainer:
             rows += [(f"{partition}{name}", name, partition, self.validate(dataset))
                      for name, dataset in validation.items()]
         for label, section, partition, totals in rows:
-            log.write(label, section, partition, totals, step, samples, epoch, learning_rate, run.elapsed())
+            log.write(label, section, partition, totals, step, samples, epoch, learning_rate, run.elapsed(),
+                      run.cpu())
             progress.message(f"  {section}/{partition}: cross entropy {totals.xe:.4f}, "
                              f"overall accuracy {totals.oa:.4f}")
         run.reset_window()
@@ -657,6 +660,7 @@ class _RunState:
 
     started: float
     since_summary: dict[str, Totals]
+    cpu_started: float = dataclasses.field(default_factory=time.process_time)
     window_start: float = 0.0
     window_steps: int = 0
     recent: Totals = dataclasses.field(default_factory=Totals)
@@ -674,6 +678,9 @@ class _RunState:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu_started
 
     def reset_window(self) -> None:
         self.since_summary = {name: Totals() for name in self.since_summary}
