@@ -91,7 +91,7 @@ def curve_table(folder: Path) -> str:
     points: dict[int, dict[str, str | float]] = {}
     for row in read_log(folder):
         point = points.setdefault(int(row["global_step"]), {"minutes": float(row["elapsed_s"]) / 60,
-                                                           "cpu": float(row["cpu_s"]) / 60,
+                                                           "cpu": float(row.get("cpu_s") or "nan") / 60,
                                                            "epoch": float(row["epoch"])})
         point[f"{row['partition']}{row['section']}"] = (float(row["xe"]), float(row["oa"]))
     lines = ["| step | minutes | CPU minutes | epoch | train loss | train OA | eval loss 2016 / 2017 | "
