@@ -18,6 +18,7 @@ import tensorflow as tf
 import train
 from modelzoo.params import ModelParams, write_params_ini
 from modelzoo.seqencmodel import build_model
+from utils import training
 from utils.cli import run
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, write_checkpoint
 from utils.training import LOG_COLUMNS, Trainer, TrainingOptions, format_duration, pipeline_seed, validation_input
@@ -123,6 +124,26 @@ def test_pipeline_seeds_differ_per_section_and_restart_and_are_none_without_seed
 
 def test_format_duration():
     assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(training, "PLAIN_PROGRESS_SECONDS", 0.0)
+    progress = training.Progress(total=100, initial=10, interactive=False)
+    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
+    progress.message("  2016/test: cross entropy 1.0")
+    progress.close()
+    assert capsys.readouterr().out.splitlines() == ["step 40/100 epoch 0.40/1, loss 1.234, 2m00s left",
+                                                    "  2016/test: cross entropy 1.0"]
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    progress = training.Progress(total=100, initial=10, interactive=True)
+    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
+    progress.message("  2016/test: cross entropy 1.0")
+    progress.close()
+    captured = capsys.readouterr()
+    assert "40/100" in captured.err and "epoch 0.40/1, loss 1.234" in captured.err
+    assert "2016/test: cross entropy 1.0" in captured.err + captured.out
 
 
 # ---------------------------------------------------------------------------------------------------- procedure
