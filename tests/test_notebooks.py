@@ -75,7 +75,7 @@ def views(kinds: list[str]) -> int:
     return kinds.count("image/png") + kinds.count(WIDGET)
 
 
-def labelled_pixels(root: Path, section: str, partition: str = "eval") -> int:
+def labelled_pixels(root: Path, section: str, partition: str) -> int:
     """Labelled pixels (class index > 0) of a partition, read tile by tile without the pipeline."""
     classes = read_classes(root)
     folder = read_dataset_ini(root)[section].datadir
@@ -168,11 +168,11 @@ def test_evaluation(simple_train, synthetic_root, tmp_path):
     _, _, trained = simple_train
     report, kinds = execute("Evaluation", tmp_path, {
         "workdir": str(tmp_path), "modeldir": str(trained / "model"), "datadir": str(synthetic_root / "240"),
-        "viewer_datadir": str(synthetic_root / "480"), "batchsize": 32},
+        "viewer_datadir": str(synthetic_root / "480"), "partition": "test", "batchsize": 32},
         "{'sections': sections, 'matrices': {k: v.tolist() for k, v in matrices.items()},"
         " 'summaries': summaries, 'tiles': tiles}")
     root = synthetic_root / "240"
-    pixels = {section: labelled_pixels(root, section) for section in ("2016", "2017")}
+    pixels = {section: labelled_pixels(root, section, "test") for section in ("2016", "2017")}
     matrices = {name: np.array(matrix) for name, matrix in report["matrices"].items()}
     assert report["sections"] == ["2016", "2017"]
     assert {name: int(m.sum()) for name, m in matrices.items()} == {**pixels, "pooled": sum(pixels.values())}
@@ -185,7 +185,7 @@ def test_evaluation(simple_train, synthetic_root, tmp_path):
     assert pooled["overall_accuracy"] == pytest.approx(np.trace(matrices["pooled"]) / sum(pixels.values()))
     assert json.loads((tmp_path / "pooled" / "metrics.json").read_text())["num_pixels"] == sum(pixels.values())
     assert (tmp_path / "pooled" / "confusion_matrix.png").is_file()
-    assert report["tiles"] == sorted(read_tileids(synthetic_root / "480", "eval"))
+    assert report["tiles"] == sorted(read_tileids(synthetic_root / "480", "test"))
     assert views(kinds) == 3  # annotated confusion matrix, both normalisations, one tile
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from IPython.display import display
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -39,6 +40,7 @@ DEMO_BATCHSIZE = 4
 DEMO_TEMPORAL_SAMPLES = 30
 DEMO_VALIDATION_BATCHES = 4
 DIRECTIONS = {"fw": "forward", "bw": "backward"}
+NO_PIXELS_GREY = colormaps["Blues"].with_extremes(bad="0.8")  # confusion matrices: rows/columns without pixels
 
 
 def repo_path(path: str | os.PathLike | None) -> Path | None:
@@ -436,7 +438,7 @@ def confusion_figure(matrix: np.ndarray, names: Sequence[str]) -> Figure:
         totals = counts.sum(axis=axis, keepdims=True)
         percent = np.full(counts.shape, np.nan)
         np.divide(100 * counts, totals, out=percent, where=totals > 0)
-        image = ax.imshow(np.ma.masked_invalid(percent), cmap="Blues", vmin=0, vmax=100)
+        image = ax.imshow(np.ma.masked_invalid(percent), cmap=NO_PIXELS_GREY, vmin=0, vmax=100)
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize="small")
         ax.set_yticks(range(len(labels)), labels, fontsize="small")
         ax.set_xlabel("predicted class")
