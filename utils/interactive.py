@@ -40,6 +40,7 @@ DEMO_BATCHSIZE = 4
 DEMO_TEMPORAL_SAMPLES = 30
 DEMO_VALIDATION_BATCHES = 4
 DIRECTIONS = {"fw": "forward", "bw": "backward"}
+TITLE_INCHES = 0.3  # room for the title of each map of a grid
 NO_PIXELS_GREY = colormaps["Blues"].with_extremes(bad="0.8")  # confusion matrices: rows/columns without pixels
 
 
@@ -155,10 +156,19 @@ def browse(view: Callable[..., Figure], **controls: tuple[Sequence, object]) -> 
 # ---------------------------------------------------------------------------------------------------- drawing
 
 
-def _grid(count: int, columns: int, size: float, extra_width: float = 0.0) -> tuple[Figure, list[Axes]]:
-    """A figure with ``count`` image axes in rows of ``columns`` (the unused cells hidden)."""
+def _grid(count: int, columns: int, size: float, extra_width: float = 0.0,
+          constrained: bool = False) -> tuple[Figure, list[Axes]]:
+    """A figure with ``count`` image axes in rows of ``columns`` (the unused cells hidden), titled above each.
+
+    ``constrained`` layout makes room for a legend beside the grid but takes seconds for dozens of axes; without it
+    the margins are fixed (a colour bar takes its room from the axes).
+    """
     rows = max(1, -(-count // columns))
-    figure = Figure(figsize=(columns * size + extra_width, rows * (size + 0.25)), layout="constrained")
+    height = rows * (size + TITLE_INCHES)
+    figure = Figure(figsize=(columns * size + extra_width, height), layout="constrained" if constrained else None)
+    if not constrained:
+        figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - TITLE_INCHES / height, wspace=0.05,
+                               hspace=TITLE_INCHES / size)
     axes = list(figure.subplots(rows, columns, squeeze=False).ravel())
     for ax in axes:
         ax.set_axis_off()
@@ -215,7 +225,7 @@ def dates_figure(x: np.ndarray, dates: Sequence, columns: int = 8, size: float =
 
 def class_maps_figure(maps: Mapping[str, np.ndarray], names: Sequence[str], size: float = 3.0) -> Figure:
     """Class-index maps side by side, titled by their keys, with a legend of the classes present."""
-    figure, axes = _grid(len(maps), len(maps), size, extra_width=2.0)
+    figure, axes = _grid(len(maps), len(maps), size, extra_width=2.0, constrained=True)
     for ax, (title, index_map) in zip(axes, maps.items(), strict=True):
         _show_classes(ax, index_map, title)
     _class_legend(figure, maps.values(), names)
@@ -242,7 +252,7 @@ def tile_results_figure(labels: np.ndarray, prediction: np.ndarray, names: Seque
     summary = 3 + (loss is not None) + (scores is not None)
     first_row = -(-summary // columns) * columns
     count = first_row + (0 if scores is None else scores.shape[-1])
-    figure, axes = _grid(count, columns, size, extra_width=2.0)
+    figure, axes = _grid(count, columns, size, extra_width=2.0, constrained=True)
     _show_classes(axes[0], labels, "ground truth")
     _show_classes(axes[1], prediction, "prediction")
     axes[2].imshow(error_rgb(labels, prediction), interpolation="nearest")
