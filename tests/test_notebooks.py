@@ -31,7 +31,7 @@ NOTEBOOKS = REPO / "notebooks"
 NAMES = ("SimpleTrain", "NetworkVisualization", "Evaluation")
 REPORT = "NOTEBOOK-REPORT "
 WIDGET = "application/vnd.jupyter.widget-view+json"
-CELL_TIMEOUT = 300
+CELL_TIMEOUT = 600  # seconds per cell: generous for a machine shared by parallel test runs
 FILTERS = 8
 STEPS = 40
 
