@@ -6,7 +6,6 @@ per-tile TFRecord files, read into the tf.data pipeline of docs/DESIGN.md.
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import os
 import re
@@ -23,7 +22,7 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from utils import records
-from utils.cli import UserError, resolve_datadir, run
+from utils.cli import ArgumentParser, UserError, resolve_datadir, run
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
 FOLDED_PARTITIONS = ("train", "test")
@@ -422,7 +421,7 @@ def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> st
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m utils.dataset [ROOT] [--fold K]``."""
-    parser = argparse.ArgumentParser(prog="python -m utils.dataset",
+    parser = ArgumentParser(prog="python -m utils.dataset",
                                      description="Read every partition of every section of a dataset root and print "
                                                  "tiles per partition, class histogram and observation counts.")
     parser.add_argument("root", nargs="?", help="dataset root with dataset.ini, classes.txt, tileids/ and the data "
