@@ -21,10 +21,9 @@ COPY . /MTLCC
 # tools, and Jupyter; then a check that TensorFlow was not replaced and that the scripts start.
 RUN python3 -m pip install -e ".[dev]" notebook==7.6.5 \
  && python3 -c "import tensorflow as tf; assert tf.__version__ == '2.21.0', tf.__version__" \
- && python3 modelzoo/seqencmodel.py --help > /dev/null \
- && python3 activations.py --help > /dev/null \
- && python3 tfrecord2tif.py --help > /dev/null \
- && python3 tif2tfrecord.py --help > /dev/null \
+ && for script in modelzoo/seqencmodel.py train.py init_graph.py compare_graphs.py copy_network_weights.py \
+      convert_tf1_model.py evaluate.py activations.py tfrecord2tif.py tif2tfrecord.py; do \
+      python3 "$script" --help > /dev/null || exit 1; done \
  && mkdir -p /data /model
 
 EXPOSE 8888

@@ -16,10 +16,46 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The demo: the original README's sequence on the synthetic data, with a ConvGRU of 64 filters trained briefly
+# with the original's optimizer defaults (lr 0.01, epsilon 0.9). About 12 minutes on a 2-core CPU.
+DEMO_EPOCHS ?= 5
+TILE = $$(head -n 1 $(DATA)/480/tileids/eval.tileids)
+
 demo: $(STAMP)
-	$(PY) -m utils.synthetic --outdir $(DATA)
-	$(PY) -m utils.dataset $(DATA)/240
-	$(PY) -m utils.dataset $(DATA)/480
+	rm -rf $(RUN)
+	@echo "== 1/8 the synthetic dataset (generated on first use in $(DATA)) read back through the pipeline"
+	datadir= $(PY) -m utils.dataset
+	@echo "== 2/8 a ConvGRU network for 24 px tiles"
+	$(PY) modelzoo/seqencmodel.py --modelfolder $(RUN)/convgru64 --convrnn_filters 64 --convcell gru \
+		--num_classes 17 --pix10m 24
+	@echo "== 3/8 training with the original defaults, $(DEMO_EPOCHS) epochs of both years"
+	$(PY) train.py $(RUN)/convgru64 --datadir $(DATA)/240 --temporal_samples 30 --epochs $(DEMO_EPOCHS) \
+		--shuffle True --batchsize 4 --train_on 2016 2017 --seed 0 --summary_frequency 86 --save_frequency 86
+	@echo "== 4/8 evaluation on the 24 px eval tiles of 2016: GeoTIFFs, PNG maps, metrics"
+	$(PY) evaluate.py $(RUN)/convgru64 --datadir $(DATA)/240 --storedir $(RUN)/eval24 --writetiles \
+		--batchsize 8 --dataset 2016
+	@echo "== 5/8 the 48 px network with the 24 px weights"
+	$(PY) modelzoo/seqencmodel.py --modelfolder $(RUN)/convgru64_48px --convrnn_filters 64 --convcell gru \
+		--num_classes 17 --pix10m 48
+	$(PY) init_graph.py $(RUN)/convgru64_48px/graph.meta
+	$(PY) compare_graphs.py $(RUN)/convgru64 $(RUN)/convgru64_48px
+	$(PY) copy_network_weights.py $(RUN)/convgru64 $(RUN)/convgru64_48px
+	@echo "== 6/8 evaluation on the 48 px eval tiles of 2016, merged into mosaics"
+	$(PY) evaluate.py $(RUN)/convgru64_48px --datadir $(DATA)/480 --storedir $(RUN)/eval48 --mosaic \
+		--batchsize 4 --dataset 2016
+	@echo "== 7/8 activations of the recurrent cell on one 48 px tile"
+	$(PY) activations.py $(RUN)/convgru64_48px $(DATA)/480 $(RUN)/activations --dataset 2016 --partition eval \
+		--tile $(TILE) --channels 0-3
+	@echo "== 8/8 the same tile as per-date GeoTIFFs"
+	$(PY) tfrecord2tif.py $(DATA)/480/data16/$(TILE).tfrecord.gz --geotransforms $(DATA)/480/geotransforms.csv \
+		--outdir $(RUN)/geotiff
+	@echo "== done. Outputs in $(RUN)/:"
+	@echo "   convgru64/            model folder: params.ini, checkpoints, training_log.csv, TensorBoard runs"
+	@echo "                         (tensorboard --logdir $(RUN)/convgru64)"
+	@echo "   eval24/, eval48/      metrics.json, classification_report.txt, confusion_matrix.png, png/ maps,"
+	@echo "                         per-tile GeoTIFFs; eval48/prediction.tif etc. are Cloud-Optimized mosaics"
+	@echo "   activations/sample0/  gate PNGs and GIFs per date and direction, arrays/*.npy"
+	@echo "   geotiff/              per-date 10/20/60 m GeoTIFFs and labels.tif of tile $(TILE)"
 
 test: $(STAMP)
 	$(PY) -m ruff check .

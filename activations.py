@@ -9,11 +9,10 @@ The gates of both directions are computed by the model's own cell code over the 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
 from utils import activations
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, run
 from utils.dataset import Dataset
 from utils.modelfolder import ModelFolder, TrainingState
 
@@ -21,7 +20,7 @@ DEFAULT_CHANNELS = 8
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model folder with params.ini and a checkpoint")
     parser.add_argument("datadir", help="dataset root, e.g. data_IJGI18/datasets/demo/480")
     parser.add_argument("outdir", help="output folder; OUTDIR/sample0 is replaced")

@@ -56,6 +56,12 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
     def shape(values: Mapping[str, np.ndarray], name: str) -> list[int]:
         return list(np.shape(values[name]))
 
+    def shape_mismatch(src: str, trg: str) -> str | None:
+        if shape(source, src) == shape(target, trg):
+            return None
+        where = "" if src == trg else f" of '{trg}'"
+        return f"shape {shape(source, src)} in the source, {shape(target, trg)}{where} in the target"
+
     pairs, skipped = {}, []
     if not variables and not scopes:
         for name in sorted(set(source) | set(target)):
@@ -63,9 +69,8 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
                 skipped.append((name, "not in the target"))
             elif name not in source:
                 skipped.append((name, "not in the source (the target's value is kept)"))
-            elif shape(source, name) != shape(target, name):
-                skipped.append((name, f"shape {shape(source, name)} in the source, {shape(target, name)} in the "
-                                      "target"))
+            elif shape_mismatch(name, name):
+                skipped.append((name, shape_mismatch(name, name)))
             else:
                 pairs[name] = name
         return pairs, skipped
@@ -85,9 +90,8 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
             trg = f"{trg_scope}{src[len(src_scope):]}"
             if trg not in target:
                 skipped.append((src, f"no '{trg}' in the target"))
-            elif shape(source, src) != shape(target, trg):
-                skipped.append((src, f"shape {shape(source, src)} in the source, {shape(target, trg)} of '{trg}' "
-                                     "in the target"))
+            elif shape_mismatch(src, trg):
+                skipped.append((src, shape_mismatch(src, trg)))
             else:
                 pairs[trg] = src
     return pairs, skipped

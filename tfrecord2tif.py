@@ -10,12 +10,11 @@ folders may be given at once. ``tif2tfrecord.py`` converts such folders back.
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, run
 from utils.georef import GeoRef, read_geotransforms
 from utils.geotiffs import Series, write_series
 from utils.records import read_tile
@@ -60,7 +59,7 @@ def georef_of(tileid: int, file: Path, csv: Path | None, cache: dict[Path, dict[
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("tfrecord", nargs="+", help="<tileid>.tfrecord[.gz] files or folders of them")
     parser.add_argument("--outdir", default="tif", help="output folder, one subfolder per tile (default: tif)")
     parser.add_argument("--geotransforms", default=None,

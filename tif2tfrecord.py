@@ -18,7 +18,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, run
 from utils.georef import format_geotransform_row
 from utils.geotiffs import Series, is_tile_folder, read_area, read_series, upsert_rows
 from utils.records import write_tile
@@ -44,7 +44,7 @@ def tiles_of(folder: Path, args: argparse.Namespace, next_id: int) -> list[tuple
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", help="tile folders (tfrecord2tif.py layout) or folders of an area")
     parser.add_argument("--outdir", required=True, help="folder of the <tileid>.tfrecord.gz files, e.g. root/data16")
     parser.add_argument("--geotransforms", default=None,

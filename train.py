@@ -33,7 +33,14 @@ def gpu_environment(argv: Sequence[str], environ: dict[str, str]) -> dict[str, s
 if __name__ == "__main__":
     os.environ.update(gpu_environment(sys.argv[1:], dict(os.environ)))
 
-from utils.cli import add_datadir_argument, resolve_datadir, run, str2bool  # noqa: E402
+from utils.cli import (  # noqa: E402
+    ArgumentParser,
+    DefaultsHelpFormatter,
+    add_datadir_argument,
+    resolve_datadir,
+    run,
+    str2bool,
+)
 from utils.modelfolder import ModelFolder  # noqa: E402
 from utils.training import (  # noqa: E402
     OPTIMIZER_FLAGS,
@@ -49,8 +56,7 @@ from utils.training import (  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of the original ``train.py`` (same names and defaults) and this project's additions."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], formatter_class=DefaultsHelpFormatter)
     parser.add_argument("modeldir", help="model folder with params.ini (modelzoo/seqencmodel.py); checkpoints, "
                                          "TensorBoard runs and training_log.csv are written here")
     add_datadir_argument(parser)

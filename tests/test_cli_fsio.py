@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from utils.cli import ArgumentParser, UserError, resolve_datadir, run, str2bool
+from utils.cli import ArgumentParser, DefaultsHelpFormatter, UserError, resolve_datadir, run, str2bool
 from utils.fsio import atomic_dir, atomic_file
 
 
@@ -79,3 +79,14 @@ def test_atomic_dir_replaces_and_cleans_up(tmp_path):
         raise RuntimeError("interrupted")
     assert sorted(os.listdir(tmp_path)) == ["root"] and os.listdir(target) == ["a"]
     assert stat.S_IMODE(target.stat().st_mode) & 0o755 == 0o755
+
+
+def test_help_names_each_default_once():
+    parser = ArgumentParser(prog="x", formatter_class=DefaultsHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs")
+    parser.add_argument("--samples", type=int, default=None, help="dates per tile (default: all)")
+    parser.add_argument("--gpu", default=None, help="GPUs")
+    text = " ".join(parser.format_help().split())
+    assert "epochs (default: 1)" in text
+    assert "(default: all)" in text and "(default: None)" not in text
+    assert text.count("default") == 2

@@ -150,7 +150,7 @@ def test_files_appear_atomically_and_the_state_file_last(tmp_path, monkeypatch):
     state.global_step.assign(7)
     with monkeypatch.context() as patch:
         patch.setattr(tf.raw_ops, "SaveV2", failing_save)
-        with pytest.raises(tf.errors.ResourceExhaustedError):
+        with pytest.raises(UserError, match=r"model.ckpt-7: cannot write the checkpoint \(disk full\)$"):
             state.save(folder)
     assert sorted(p.name for p in folder.path.iterdir()) == before  # no partial files, no leftovers
     assert (folder.path / "checkpoint").read_text() == state_file
@@ -205,6 +205,13 @@ def test_object_based_and_unreadable_checkpoints_are_rejected(tmp_path):
     (tmp_path / "junk.index").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match=r"junk: unreadable checkpoint"):
         read_checkpoint(tmp_path / "junk")
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tmp_path):
+    (tmp_path / "folder").write_text("a file where the model folder should be")
+    with pytest.raises(UserError, match=r"folder/model.ckpt-5: cannot write the checkpoint \(.+\)$"):
+        write_checkpoint(tmp_path / "folder" / "model.ckpt-5", {"global_step": np.int64(5)})
+    assert [p.name for p in tmp_path.iterdir()] == ["folder"]
 
 
 def test_model_folder_errors_and_graph_meta_path(tmp_path):

@@ -23,6 +23,15 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: …)" to a flag's help unless its help already names the default or the default is None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
     """Run a script's ``main(argv)``; a :class:`UserError` becomes ``<prog>: error: <message>`` and exit 2."""
     prog = Path(sys.argv[0]).name

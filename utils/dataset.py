@@ -6,7 +6,6 @@ per-tile TFRecord files, read into the tf.data pipeline of docs/DESIGN.md.
 
 from __future__ import annotations
 
-import argparse
 import configparser
 import os
 import re
@@ -23,7 +22,7 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from utils import records
-from utils.cli import UserError, run
+from utils.cli import ArgumentParser, UserError, resolve_datadir, run
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
 FOLDED_PARTITIONS = ("train", "test")
@@ -421,14 +420,16 @@ def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> st
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m utils.dataset ROOT [--fold K]``."""
-    parser = argparse.ArgumentParser(prog="python -m utils.dataset", description=__doc__.splitlines()[0])
-    parser.add_argument("root", help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders")
+    """``python -m utils.dataset [ROOT] [--fold K]``."""
+    parser = ArgumentParser(prog="python -m utils.dataset",
+                                     description="Read every partition of every section of a dataset root and print "
+                                                 "tiles per partition, class histogram and observation counts.")
+    parser.add_argument("root", nargs="?", help="dataset root with dataset.ini, classes.txt, tileids/ and the data "
+                                                "folders (default: $datadir, else the synthetic 24 px root, generated "
+                                                "on first use)")
     parser.add_argument("--fold", type=int, default=0, help="fold of the train/test partitions (default 0)")
     args = parser.parse_args(argv)
-    if not Path(args.root).is_dir():
-        raise UserError(f"{args.root}: dataset root does not exist")
-    print(summarize(args.root, args.fold))
+    print(summarize(resolve_datadir(args.root), args.fold))
 
 
 if __name__ == "__main__":

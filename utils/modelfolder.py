@@ -160,6 +160,9 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: dict[str, np.ndarray | 
         for part in tmp.parent.glob(f"{tmp.name}.data-*"):
             os.replace(part, prefix.parent / part.name.replace(tmp.name, prefix.name, 1))
         os.replace(f"{tmp}.index", f"{prefix}.index")
+    except (tf.errors.OpError, OSError) as err:
+        message = getattr(err, "message", None) or getattr(err, "strerror", None) or str(err)
+        raise UserError(f"{prefix}: cannot write the checkpoint ({message.splitlines()[0]})") from None
     finally:
         for leftover in tmp.parent.glob(f"{tmp.name}*"):
             leftover.unlink()

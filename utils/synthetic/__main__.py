@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import run
+from utils.cli import ArgumentParser, run
 from utils.synthetic.render import DEFAULT_BLOCKS, DEFAULT_NOBS
 from utils.synthetic.writer import STAMP, data_folder, generate
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m utils.synthetic",
+    parser = ArgumentParser(prog="python -m utils.synthetic",
                                      description="Simulate a Sentinel-2 crop landscape and write it as the MTLCC "
                                                  "dataset roots DIR/240 (24 px tiles) and DIR/480 (48 px tiles).")
     parser.add_argument("--outdir", required=True, help="folder that receives the roots 240 and 480")
