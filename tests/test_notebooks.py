@@ -16,14 +16,12 @@ from nbclient import NotebookClient
 from utils.cli import UserError
 from utils.dataset import ClassList, read_classes, read_dataset_ini, read_tileids
 from utils.interactive import (
-    error_rgb,
     evaluated_sections,
     evaluated_tiles,
     evaluation_classes,
     pooled_confusion,
     write_random_root,
 )
-from utils.rasters import ERROR_COLORS
 from utils.records import read_tile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,13 +188,6 @@ def test_evaluation(simple_train, synthetic_root, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-
-
-def test_error_rgb_colours_correct_wrong_and_unlabelled_pixels():
-    labels = np.array([[0, 1], [2, 3]])
-    prediction = np.array([[1, 1], [3, 3]])
-    expected = [[ERROR_COLORS["unknown"], ERROR_COLORS["correct"]], [ERROR_COLORS["wrong"], ERROR_COLORS["correct"]]]
-    np.testing.assert_array_equal(error_rgb(labels, prediction), np.array(expected, dtype=np.uint8))
 
 
 def test_pooled_confusion_stacks_evaluation_folders(tmp_path):

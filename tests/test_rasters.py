@@ -14,6 +14,7 @@ from utils.rasters import (
     TUM_COLORS,
     class_colors,
     colorize,
+    error_rgb,
     mosaic,
     png_scale,
     read_geotiff,
@@ -278,3 +279,10 @@ def test_mosaic_bad_input(tmp_path):
         with pytest.raises(UserError, match=message):
             mosaic(paths, tmp_path / "out.tif")
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_error_rgb_colours_correct_wrong_and_unlabelled_pixels():
+    labels = np.array([[0, 1], [2, 3]])
+    prediction = np.array([[1, 1], [3, 3]])
+    expected = [[ERROR_COLORS["unknown"], ERROR_COLORS["correct"]], [ERROR_COLORS["wrong"], ERROR_COLORS["correct"]]]
+    np.testing.assert_array_equal(error_rgb(labels, prediction), np.array(expected, dtype=np.uint8))

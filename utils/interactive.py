@@ -28,7 +28,7 @@ from utils.evaluation import TRUEPRED_NPY
 from utils.fsio import atomic_dir
 from utils.metrics import CLASSES_CSV, ConfusionMatrix
 from utils.modelfolder import ModelFolder
-from utils.rasters import ERROR_COLORS, class_colors, colorize, read_geotiff
+from utils.rasters import class_colors, colorize, error_rgb, read_geotiff
 from utils.records import Tile, write_tile
 from utils.training import Trainer, TrainingOptions
 
@@ -230,13 +230,6 @@ def class_maps_figure(maps: Mapping[str, np.ndarray], names: Sequence[str], size
         _show_classes(ax, index_map, title)
     _class_legend(figure, maps.values(), names)
     return figure
-
-
-def error_rgb(labels: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: correct / wrong / unlabelled pixels in the colours of ``utils.rasters.ERROR_COLORS``."""
-    labels, prediction = np.asarray(labels), np.asarray(prediction)
-    kind = np.where(labels == 0, 2, np.where(labels == prediction, 0, 1))
-    return np.array([ERROR_COLORS[key] for key in ("correct", "wrong", "unknown")], dtype=np.uint8)[kind]
 
 
 def tile_results_figure(labels: np.ndarray, prediction: np.ndarray, names: Sequence[str],

@@ -176,9 +176,8 @@ def write_class_png(path: str | os.PathLike, class_index_map: np.ndarray, scale:
     return write_png(path, colorize(class_index_map), scale)
 
 
-def write_error_png(path: str | os.PathLike, y_true: np.ndarray, y_pred: np.ndarray,
-                    scale: int | None = None) -> Path:
-    """PNG of correct / wrong / unknown pixels (:data:`ERROR_COLORS`) of two (H, W) class-index maps."""
+def error_rgb(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 colours of correct / wrong / unknown pixels (:data:`ERROR_COLORS`) of two class-index maps."""
     y_true, y_pred = _class_indices(y_true), _class_indices(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 2:
         raise ValueError(f"expected two (H, W) maps of equal shape, got {y_true.shape} and {y_pred.shape}")
@@ -186,7 +185,13 @@ def write_error_png(path: str | os.PathLike, y_true: np.ndarray, y_pred: np.ndar
     rgb[...] = ERROR_COLORS["wrong"]
     rgb[y_true == y_pred] = ERROR_COLORS["correct"]
     rgb[y_true == 0] = ERROR_COLORS["unknown"]
-    return write_png(path, rgb, scale)
+    return rgb
+
+
+def write_error_png(path: str | os.PathLike, y_true: np.ndarray, y_pred: np.ndarray,
+                    scale: int | None = None) -> Path:
+    """PNG of correct / wrong / unknown pixels (:data:`ERROR_COLORS`) of two (H, W) class-index maps."""
+    return write_png(path, error_rgb(y_true, y_pred), scale)
 
 
 def write_colormapped_png(path: str | os.PathLike, array: np.ndarray, cmap: str | Colormap, vmin: float,
