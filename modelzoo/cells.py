@@ -133,6 +133,19 @@ class _ConvRNNCell(keras.layers.Layer):
     def _float(self, x: tf.Tensor) -> tf.Tensor:
         return tf.cast(x, self.state_dtype)
 
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The weights of :meth:`input_projection` as tensors in the compute dtype: ``kernel`` (the input rows of
+        the kernels) and, without normalisation, ``bias``."""
+        raise NotImplementedError
+
+    def input_projection(self, x: tf.Tensor, weights: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
+        """The input part of the cell's convolutions: (N, H, W, C) → (N, H, W, G) in the compute dtype (GRU: G = 3F,
+        gates then candidate; LSTM: G = 4F). ``weights``: :meth:`input_weights` (read from the variables when None).
+        """
+        weights = self.input_weights() if weights is None else weights
+        projection = self._input_conv(x, weights["kernel"])
+        return projection + weights["bias"] if "bias" in weights else projection
+
     def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The initial state: zeros of shape (batch, height, width, filters) per component, in ``state_dtype``."""
         zeros = tf.zeros(tf.stack([batch, height, width, self.filters]), dtype=self.state_dtype)
@@ -169,13 +182,13 @@ class ConvGRUCell(_ConvRNNCell):
             self.candidate_bias = self.add_weight(shape=(filters,), initializer="zeros", name="candidate_bias")
         self.built = True
 
-    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
-        """The input part of the gate and candidate convolutions: (N, H, W, C) → (N, H, W, 3F), compute dtype."""
-        kernel = tf.concat([self._input_rows(self.gates_kernel), self._input_rows(self.candidate_kernel)], axis=-1)
-        projection = self._input_conv(x, kernel)
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The input rows of the gate and candidate kernels side by side (and their biases without normalisation)."""
+        weights = {"kernel": tf.concat([self._input_rows(self.gates_kernel), self._input_rows(self.candidate_kernel)],
+                                       axis=-1)}
         if not self.normalize:
-            projection += tf.cast(tf.concat([self.gates_bias, self.candidate_bias], axis=0), projection.dtype)
-        return projection
+            weights["bias"] = tf.cast(tf.concat([self.gates_bias, self.candidate_bias], axis=0), self.compute_dtype)
+        return weights
 
     def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
         """The state rows of the gate and candidate kernels, as :meth:`step` takes them (sliced once per loop)."""
@@ -262,17 +275,15 @@ class ConvLSTMCell(_ConvRNNCell):
         """The layer norms of j, i, f, o and c (TF1 scopes ``LayerNorm`` … ``LayerNorm_4``)."""
         return (self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c)
 
-    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
-        """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F), compute dtype.
-
-        Without normalisation it includes the bias and the forget bias (added to f before its sigmoid).
-        """
-        projection = self._input_conv(x, self._input_rows(self.kernel))
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The input rows of the kernel; without normalisation also the bias plus the forget bias (added to f before
+        its sigmoid)."""
+        weights = {"kernel": self._input_rows(self.kernel)}
         if not self.normalize:
             f = self.filters
             forget = tf.concat([tf.zeros([2 * f]), tf.fill([f], self.forget_bias), tf.zeros([f])], axis=0)
-            projection += tf.cast(self.bias, projection.dtype) + tf.cast(forget, projection.dtype)
-        return projection
+            weights["bias"] = tf.cast(tf.cast(self.bias, tf.float32) + forget, self.compute_dtype)
+        return weights
 
     def state_kernels(self) -> tuple[tf.Tensor]:
         """The state rows of the kernel, as :meth:`step` takes them (sliced once per loop)."""
@@ -360,32 +371,36 @@ def reverse_valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
     return permute(x)
 
 
-def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, projections: tf.Tensor, lengths: tf.Tensor,
+def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, inputs: tf.Tensor, lengths: tf.Tensor,
                    state_masks: tf.Tensor | None = None, with_gates: bool = False, swap_memory: bool = True,
                    recompute: bool = False):
-    """Run ``cell`` over time-major input projections (T, N, H, W, G) with TF1 ``dynamic_rnn`` semantics.
+    """Run ``cell`` over time-major inputs with TF1 ``dynamic_rnn`` semantics.
+
+    ``inputs`` are the input projections (T, N, H, W, G) of the frames (:meth:`input_projection`, computed for all
+    frames at once outside the loop), or with ``recompute`` the frames (T, N, H, W, C) themselves.
 
     Sample n takes steps ``t < lengths[n]``; later steps output zeros and leave the state unchanged. The state
     starts at zero. ``state_masks`` (T, N, H, W, F), when given, multiplies the cell's ``dropped_state`` after every
     step (recurrent dropout). The loop runs ``max(lengths)`` steps (at least one).
 
-    ``recompute`` (gradient checkpointing over time): the backward pass recomputes every step from its input
-    projection and state instead of keeping the step's intermediate activations; same results, less memory, about
-    one more forward pass of the loop. Ignored with ``with_gates``.
+    ``recompute`` (gradient checkpointing over time): every step projects its own frame, and the backward pass
+    recomputes the step from its frame and state instead of keeping its intermediate activations: same results,
+    the memory of the frames and states only, one more forward pass of the loop. With ``with_gates`` (inspection)
+    the steps are not checkpointed.
 
     Returns ``(outputs (T, N, H, W, F), final state tuple, gates {name: (T, N, H, W, F)})`` (gates empty unless
     ``with_gates``; zeros on padded steps like the outputs), in the cell's ``state_dtype``.
     """
-    return _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory, recompute and not with_gates)
+    return _recurrence(cell, inputs, lengths, state_masks, with_gates, swap_memory, recompute)
 
 
 @tf.function(reduce_retracing=True, autograph=False)
-def _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory, recompute):
-    shape = tf.shape(projections)
+def _recurrence(cell, sequence, lengths, state_masks, with_gates, swap_memory, recompute):
+    shape = tf.shape(sequence)
     steps, batch, height, width = shape[0], shape[1], shape[2], shape[3]
     # at least one step (a no-op when every length is 0), so that the accumulators have a known element shape
     iterations = tf.clip_by_value(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1, steps)
-    inputs = tf.TensorArray(projections.dtype, size=steps, element_shape=projections.shape[1:]).unstack(projections)
+    inputs = tf.TensorArray(sequence.dtype, size=steps, element_shape=sequence.shape[1:]).unstack(sequence)
     masks = None
     if state_masks is not None:
         masks = tf.TensorArray(state_masks.dtype, size=steps, element_shape=state_masks.shape[1:])
@@ -396,13 +411,15 @@ def _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory
 
     shortest = tf.reduce_min(lengths)
 
-    weights = cell.step_weights()  # read once; the steps take them as tensors (no variable reads inside the loop)
+    # weights read once; the steps take them as tensors (no variable reads inside the loop)
+    weights = {"step": cell.step_weights(), **({"input": cell.input_weights()} if recompute else {})}
 
-    def cell_step(projection, state, weights, *kernels):  # kernels () on the first step: the state is zero
-        return cell.step(projection, state, kernels or None, with_gates, weights)
+    def cell_step(value, state, weights, *kernels):  # kernels () on the first step: the state is zero
+        projection = cell.input_projection(value, weights["input"]) if recompute else value
+        return cell.step(projection, state, kernels or None, with_gates, weights["step"])
 
     step = cell_step
-    if recompute:  # keeps only the step's inputs; the backward pass runs the step again under its own tape
+    if recompute and not with_gates:  # keeps only the step's inputs; the backward pass reruns it under a tape
         checkpointed = tf.recompute_grad(lambda *args: cell_step(*args)[:2])
 
         def step(*args):

@@ -148,31 +148,32 @@ class ConvRNNLayer(keras.layers.Layer):
         def reverse(tensor):
             return reverse_valid_steps(tensor, lengths)
 
-        proj_fw = self._project(self.cell_fw, x, dropout)
+        in_fw = self._project(self.cell_fw, x, dropout)
         if dropout or self.cell_bw is not self.cell_fw:  # dropout: independent masks, as two TF1 DropoutWrappers
-            proj_bw = self._project(self.cell_bw, reverse(x), dropout)
-        else:  # the projection commutes with the per-frame time reversal: project once
-            proj_bw = reverse(proj_fw)
+            in_bw = self._project(self.cell_bw, reverse(x), dropout)
+        else:  # the projection commutes with the per-frame time reversal: project (or take the frames) once
+            in_bw = reverse(in_fw)
         if self.cell_bw is self.cell_fw and self.stack_directions:
             batch = tf.shape(x)[1]
-            out, state, gates = self._run(self.cell_fw, tf.concat([proj_fw, proj_bw], axis=1),
+            out, state, gates = self._run(self.cell_fw, tf.concat([in_fw, in_bw], axis=1),
                                           tf.concat([lengths, lengths], axis=0), dropout, with_gates)
             out_fw, out_bw = out[:, :batch], out[:, batch:]
             state_fw, state_bw = tuple(s[:batch] for s in state), tuple(s[batch:] for s in state)
             gates_fw = {name: g[:, :batch] for name, g in gates.items()}
             gates_bw = {name: g[:, batch:] for name, g in gates.items()}
         else:
-            out_fw, state_fw, gates_fw = self._run(self.cell_fw, proj_fw, lengths, dropout, with_gates)
-            out_bw, state_bw, gates_bw = self._run(self.cell_bw, proj_bw, lengths, dropout, with_gates)
+            out_fw, state_fw, gates_fw = self._run(self.cell_fw, in_fw, lengths, dropout, with_gates)
+            out_bw, state_bw, gates_bw = self._run(self.cell_bw, in_bw, lengths, dropout, with_gates)
         outputs = tf.concat([out_fw, reverse(out_bw)], axis=-1)
         final = tf.concat([self.cell_fw.feature(state_fw), self.cell_bw.feature(state_bw)], axis=-1)
         return outputs, final, {"fw": gates_fw, "bw": {name: reverse(g) for name, g in gates_bw.items()}}
 
     def _project(self, cell, x: tf.Tensor, dropout: bool) -> tf.Tensor:
-        """The cell's input projection of every frame of ``x`` (T, N, H, W, C), with input dropout if asked."""
+        """The loop inputs of the frames ``x`` (T, N, H, W, C), with input dropout if asked: the cell's input
+        projection of every frame, or with ``recompute`` the frames themselves (every step projects its own)."""
         if dropout:
             x = keras.random.dropout(x, 1.0 - self.keep_prob, seed=self.seed)
-        return per_frame(cell.input_projection, x)
+        return x if self.recompute else per_frame(cell.input_projection, x)
 
     def _run(self, cell, projections: tf.Tensor, lengths: tf.Tensor, dropout: bool, with_gates: bool):
         masks = None
