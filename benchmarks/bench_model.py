@@ -20,8 +20,9 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -33,6 +34,9 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # no retracing notes: every network has its own step function
+
+from modelzoo import cells  # noqa: E402
 from modelzoo.params import ModelParams  # noqa: E402
 from modelzoo.seqencmodel import LEAKY_RELU_SLOPE, build_model, make_optimizer, masked_xe_mean  # noqa: E402
 from utils.cli import run, str2bool  # noqa: E402
@@ -71,6 +75,32 @@ def keras_convs(batch: int, steps: int, filters: int) -> list[Conv]:
     frames = 2 * batch * steps
     return [Conv(frames, CHANNELS, 4 * filters, 2), Conv(frames, filters, 4 * filters, 3),
             Conv(batch, 2 * filters, CLASSES, 3)]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One of our networks to time: ``options`` of :func:`build_model`; ``zero_padding`` (an ablation) swaps the
+    cells' reflect-padded convolutions for zero-padded ("SAME") ones while the step is traced."""
+
+    label: str
+    cell: str
+    normalize: bool = True
+    options: dict = field(default_factory=dict)
+    zero_padding: bool = False
+
+    def training_step(self, filters: int) -> Callable:
+        model = build_model(ModelParams(convcell=self.cell, convrnn_filters=filters,
+                                        convrnn_normalize=self.normalize), **self.options)
+        step = training_step(lambda data: model(data, training=True), model.trainable_variables,
+                             make_optimizer(model.params))
+        if not self.zero_padding:
+            return step
+
+        def zero_padded(batch):
+            with mock.patch.object(cells, "reflect_conv", lambda x, kernel: tf.nn.conv2d(x, kernel, 1, "SAME")):
+                return step(batch)
+
+        return zero_padded
 
 
 def random_batch(batch: int, steps: int, size: int, seed: int = 0) -> dict[str, tf.Tensor]:
@@ -152,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cells", nargs="+", default=["gru", "lstm"], choices=["gru", "lstm"])
     parser.add_argument("--options", type=str2bool, default=True,
                         help="also time the first cell with recompute and with mixed_bfloat16 (default True)")
+    parser.add_argument("--ablation", type=str2bool, default=True,
+                        help="also time the last cell without layer norm, and with zero instead of reflect padding "
+                        "(default True)")
     parser.add_argument("--pipeline", type=str2bool, default=True,
                         help="also measure the input pipeline against the model's consumption (default True)")
     args = parser.parse_args(argv)
@@ -159,21 +192,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     pixels = size * size
     batch = random_batch(b, t, size)
 
-    variants = {cell: (cell, {}) for cell in args.cells}
+    labels = {"gru": f"ConvGRU-{f}", "lstm": f"ConvLSTM-{f}"}
+    variants = [Variant(f"{labels[cell]} ours", cell) for cell in args.cells]
+    first, last = args.cells[0], args.cells[-1]
     if args.options:
-        variants.update({f"{args.cells[0]} recompute": (args.cells[0], {"recompute": True}),
-                         f"{args.cells[0]} mixed_bfloat16": (args.cells[0], {"mixed_precision": "mixed_bfloat16"})})
+        variants += [Variant(f"{labels[first]} recompute", first, options={"recompute": True}),
+                     Variant(f"{labels[first]} mixed_bfloat16", first, options={"mixed_precision": "mixed_bfloat16"})]
+    if args.ablation:
+        variants += [Variant(f"{labels[last]} without layer norm", last, normalize=False),
+                     Variant(f"{labels[last]} without layer norm, zero padding", last, normalize=False,
+                             zero_padding=True)]
     steps, convs = {}, {}
-    for name, (cell, options) in variants.items():
-        model = build_model(ModelParams(convcell=cell, convrnn_filters=f), **options)
-        steps[name] = training_step(lambda data, m=model: m(data, training=True), model.trainable_variables,
-                                    make_optimizer(model.params))
-        convs[name] = our_convs(cell, b, t, f)
+    for variant in variants:
+        steps[variant.label] = variant.training_step(f)
+        convs[variant.label] = our_convs(variant.cell, b, t, f)
     prepare = build_model(ModelParams(convrnn_filters=1)).prepare_inputs
     theirs = keras_network(f, t, size)
-    steps["keras"] = training_step(lambda data: theirs(prepare(data)[0], training=True), theirs.trainable_variables,
+    keras_label = f"Keras ConvLSTM2D-{f}"
+    steps[keras_label] = training_step(lambda data: theirs(prepare(data)[0], training=True), theirs.trainable_variables,
                                    make_optimizer(ModelParams()))
-    convs["keras"] = keras_convs(b, t, f)
+    convs[keras_label] = keras_convs(b, t, f)
     shapes = sorted({(c.cin, c.cout) for conv_list in convs.values() for c in conv_list})
     timers = {**{name: (lambda s=s: s(batch)) for name, s in steps.items()},
               **{shape: conv_probe(2 * b * t, size, *shape) for shape in shapes}}
@@ -205,18 +243,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"| {shape[0]} -> {shape[1]} | {flops / wall[shape] / 1e9:.0f} | {flops / cpu[shape] / 1e9:.0f} |")
     print("\n| network | conv GFLOP | step s | step CPU s | step/floor | step/floor CPU | ours/Keras per FLOP | "
           "ours/Keras per FLOP CPU |\n|---|---|---|---|---|---|---|---|")
-    labels = {"gru": "ConvGRU", "lstm": "ConvLSTM"}
     for name, conv_list in convs.items():
-        cell, *option = name.split(" ")
-        label = f"Keras ConvLSTM2D-{f}" if name == "keras" else f"{labels[cell]}-{f} {' '.join(option) or 'ours'}"
-        per_flop = [clock[name] / total(conv_list) / (clock["keras"] / total(convs["keras"])) for clock in (wall, cpu)]
-        print(f"| {label} | {total(conv_list) / 1e9:.0f} | {wall[name]:.2f} | {cpu[name]:.2f} | "
+        per_flop = [clock[name] / total(conv_list) / (clock[keras_label] / total(convs[keras_label]))
+                    for clock in (wall, cpu)]
+        print(f"| {name} | {total(conv_list) / 1e9:.0f} | {wall[name]:.2f} | {cpu[name]:.2f} | "
               f"{wall[name] / floor(conv_list, wall):.2f} | {cpu[name] / floor(conv_list, cpu):.2f} | "
               f"{per_flop[0]:.2f} | {per_flop[1]:.2f} |")
     if args.pipeline:
-        consumption = b / wall[args.cells[0]]
+        consumption = b / wall[variants[0].label]
         rate = pipeline_rate(b, t, size)
-        print(f"\n| input pipeline alone | {labels[args.cells[0]]}-{f} training consumes | ratio |\n|---|---|---|\n"
+        print(f"\n| input pipeline alone | {variants[0].label} training consumes | ratio |\n|---|---|---|\n"
               f"| {rate:.0f} samples/s | {consumption:.2f} samples/s | {rate / consumption:.0f}x |")
 
 
