@@ -279,10 +279,11 @@ def write_metrics_json(path: str | os.PathLike, metrics: dict) -> Path:
 
 
 def write_reports(directory: str | os.PathLike, matrix: np.ndarray, ids: Sequence[int],
-                  names: Sequence[str]) -> dict:
-    """Write the original's four report files and ``metrics.json`` into ``directory``; return :func:`summarize`."""
+                  names: Sequence[str], extra: dict | None = None) -> dict:
+    """Write the original's four report files and ``metrics.json`` into ``directory``; return :func:`summarize`
+    with the entries of ``extra`` (e.g. the run's details) added."""
     directory = Path(directory)
-    metrics = summarize(matrix, names, ids)
+    metrics = {**summarize(matrix, names, ids), **(extra or {})}
     write_confusion_matrix_csv(directory / CONFUSION_MATRIX_CSV, matrix, names)
     write_classes_csv(directory / CLASSES_CSV, ids, names)
     write_classification_report(directory / CLASSIFICATION_REPORT_TXT, matrix, names)

@@ -44,6 +44,10 @@ ERROR_COLORS = {"correct": (0, 158, 115), "wrong": (213, 94, 0), "unknown": UNKN
 MIN_PNG_SIZE = 240
 BLOCK = 256  # GeoTIFF tile size for rasters larger than one block, and the COG block size
 
+# Tiles without a geotransforms.csv row are written and read without georeference on purpose. The filter is set
+# once for the process: warnings.catch_warnings is not thread-safe, and tiles are written from worker threads.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+
 
 def _as_bands(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
@@ -87,10 +91,8 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, georef: GeoRef | N
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     if georef is not None:
         profile.update(crs=CRS.from_epsg(georef.epsg), transform=Affine.from_gdal(*georef.transform))
-    with warnings.catch_warnings(), atomic_file(path) as tmp:
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data)
+    with atomic_file(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data)
     return Path(path)
 
 
@@ -104,9 +106,7 @@ def _open(path: Path):
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path, driver="GTiff")
+        return rasterio.open(path, driver="GTiff")
     except RasterioError as err:
         raise _unreadable(path, err) from None
 
