@@ -1,0 +1,365 @@
+"""train.py and utils/training.py: flags, the procedure, resuming, logs, signals, determinism, learning, bad input."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train
+from modelzoo.params import ModelParams, write_params_ini
+from modelzoo.seqencmodel import build_model
+from utils import training
+from utils.cli import run
+from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, write_checkpoint
+from utils.training import LOG_COLUMNS, Trainer, TrainingOptions, format_duration, pipeline_seed, validation_input
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ModelParams(convrnn_filters=8)
+# 2 batches of 4 tiles per section: an epoch is 16 tiles = 4 steps over 2016 and 2017
+FAST = ["-t", "8", "-b", "4", "--train_on", "2016", "2017", "--limit_batches", "2", "--validation_batches", "1"]
+
+
+def make_model_folder(path: Path, params: ModelParams = SMALL) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    write_params_ini(path / "params.ini", params)
+    return path
+
+
+def train_args(folder: Path, root: Path, *extra: str) -> list[str]:
+    return [str(folder), "--datadir", str(root / "240"), *FAST, *extra]
+
+
+def read_log(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "training_log.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def scalars(run_folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value)]}`` of the TensorBoard event files of a run folder."""
+    values: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(run_folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                number = float(tf.make_ndarray(value.tensor))
+                values.setdefault(value.tag, []).append((event.step, number))
+    return values
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """``train.py argv`` in this process through utils.cli.run: (exit status, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run(train.main, argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+# ---------------------------------------------------------------------------------------------------- flags
+
+
+def test_flags_have_the_original_names_and_defaults():
+    args = train.build_parser().parse_args(["tmp/m"])
+    assert (args.modeldir, args.datadir, args.gpu, args.train_on, args.batchsize, args.verbose) == \
+        ("tmp/m", None, None, ["2016"], 16, False)
+    assert (args.shuffle, args.epochs, args.temporal_samples, args.save_frequency, args.summary_frequency) == \
+        (True, 1, None, 64, 64)
+    assert (args.fold, args.prefetch, args.max_models_to_keep, args.learning_rate, args.save_every_n_hours) == \
+        (0, 6, 5, None, 1.0)
+    assert (args.queue_capacity, args.allow_growth, args.limit_batches, args.seed, args.strategy) == \
+        (256, False, -1, None, "default")
+
+
+def test_the_readme_command_parses():
+    command = "tmp/convgru128 --datadir d/240 --temporal_samples 30 --epochs 30 --shuffle True --batchsize 4 " \
+              "--train_on 2016 2017"
+    argv = command.split()
+    args = train.build_parser().parse_args(argv)
+    assert (args.temporal_samples, args.epochs, args.shuffle, args.batchsize, args.train_on) == \
+        (30, 30, True, 4, ["2016", "2017"])
+
+
+@pytest.mark.parametrize(("text", "value"), [("True", True), ("true", True), ("1", True), ("False", False),
+                                             ("false", False), ("0", False)])
+def test_boolean_flags_parse_their_value(text, value):
+    args = train.build_parser().parse_args(["m", "-s", text, "--allow_growth", text])
+    assert args.shuffle is value and args.allow_growth is value
+
+
+def test_a_bad_boolean_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.build_parser().parse_args(["m", "--shuffle", "maybe"])
+    assert exit_info.value.code == 2
+    assert "expected True or False" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "environ", "expected"), [
+    ([], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0"}),
+    (["-g", "1,2"], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1,2"}),
+    (["--gpu=3", "--strategy", "mirrored"], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}),
+    ([], {"CUDA_VISIBLE_DEVICES": "5"}, {}),
+    (["--strategy", "mirrored"], {}, {}),
+])
+def test_gpu_selection(argv, environ, expected):
+    assert train.gpu_environment(["m", *argv], environ) == expected
+
+
+def test_pipeline_seeds_differ_per_section_and_restart_and_are_none_without_seed():
+    seeds = {pipeline_seed(7, index, step) for index in (0, 1) for step in (0, 64)}
+    assert len(seeds) == 4 and all(0 <= seed < 2**63 for seed in seeds)
+    assert pipeline_seed(7, 1, 64) == pipeline_seed(7, 1, 64)
+    assert pipeline_seed(None, 0, 0) is None
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
+
+
+def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(training, "PLAIN_PROGRESS_SECONDS", 0.0)
+    progress = training.Progress(total=100, initial=10, interactive=False)
+    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
+    progress.message("  2016/test: cross entropy 1.0")
+    progress.close()
+    assert capsys.readouterr().out.splitlines() == ["step 40/100 epoch 0.40/1, loss 1.234, 2m00s left",
+                                                    "  2016/test: cross entropy 1.0"]
+
+
+def test_progress_bar_on_a_terminal(capsys):
+    progress = training.Progress(total=100, initial=10, interactive=True)
+    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
+    progress.message("  2016/test: cross entropy 1.0")
+    progress.close()
+    captured = capsys.readouterr()
+    assert "40/100" in captured.err and "epoch 0.40/1, loss 1.234" in captured.err
+    assert "2016/test: cross entropy 1.0" in captured.err + captured.out
+
+
+# ---------------------------------------------------------------------------------------------------- procedure
+
+
+def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, capsys):
+    folder = make_model_folder(tmp_path / "m")
+    train.main(train_args(folder, synthetic_root, "-e", "1", "--summary_frequency", "2", "--save_frequency", "1",
+                          "--max_models_to_keep", "2"))
+    out = capsys.readouterr().out
+    assert "an epoch is 16 tiles, 1 epochs = 16 tiles in steps of 4" in out
+    # 4 steps, a checkpoint after each, the last 2 kept, no partial files
+    assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-4")
+    assert sorted(p.name for p in folder.glob("*.index")) == ["model.ckpt-3.index", "model.ckpt-4.index"]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    tensors = read_checkpoint(folder / "model.ckpt-4")
+    assert (tensors["global_step"], tensors["samples_seen"]) == (4, 16)
+    assert tensors["beta1_power"] == pytest.approx(0.9 ** 5)  # TF1's beta powers after 4 Adam steps
+    rows = read_log(folder)
+    assert tuple(rows[0]) == LOG_COLUMNS
+    # validation before the first step and every 2 steps; training rows from step 2 on
+    assert [(r["global_step"], r["section"], r["partition"]) for r in rows] == [
+        ("0", "2016", "test"), ("0", "2017", "test"),
+        *[(step, section, partition) for step in ("2", "4") for section, partition in
+          (("2016", "train"), ("2017", "train"), ("2016", "test"), ("2017", "test"))]]
+    assert [float(r["epoch"]) for r in rows[-4:]] == [1.0] * 4
+    assert all(0.0 <= float(r["oa"]) <= 1.0 and float(r["xe"]) > 0 for r in rows)
+    assert {float(r["learning_rate"]) for r in rows} == {0.01}
+    runs = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert runs == ["test2016", "test2017", "train2016(t)", "train2017(t)"]
+    logged = scalars(folder / "train2017(t)")
+    assert [step for step, _ in logged["xe"]] == [8, 16]  # x-axis: samples seen, as the original
+    assert logged["oa"][-1][1] == pytest.approx(float(rows[-3]["oa"]), abs=1e-6)
+    assert logged["learning_rate"][0][1] == pytest.approx(0.01)
+
+    # a second run with more epochs continues the counters, the epoch count and the log
+    train.main(train_args(folder, synthetic_root, "-e", "2", "--summary_frequency", "2", "--save_frequency", "100"))
+    out = capsys.readouterr().out
+    assert "resuming from model.ckpt-4: step 4, 16 tiles seen, epoch 1.00" in out
+    tensors = read_checkpoint(folder / "model.ckpt-8")
+    assert (tensors["global_step"], tensors["samples_seen"]) == (8, 32)
+    assert tensors["beta1_power"] == pytest.approx(0.9 ** 9)  # the Adam step count continued too
+    rows = read_log(folder)
+    assert [int(r["global_step"]) for r in rows[10:]] == [6] * 4 + [8] * 4
+    assert float(rows[-1]["epoch"]) == 2.0
+    for column in ("elapsed_s", "cpu_s"):  # continued from the first run's
+        assert float(rows[-1][column]) > float(rows[9][column]) > 0
+
+    # nothing left to do: no new step, no new checkpoint
+    train.main(train_args(folder, synthetic_root, "-e", "2"))
+    assert "nothing to do: 2.00 of 2 epochs done at step 8" in capsys.readouterr().out
+    assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-8")
+
+
+def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tmp_path, synthetic_root):
+    """The original validated in training mode and so updated the moving averages with test tiles."""
+    folder = make_model_folder(tmp_path / "m")
+    options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016",), batchsize=4, temporal_samples=8,
+                              validation_batches=2)
+    trainer = Trainer(ModelFolder(folder), options)
+    bn = trainer.state.model.head.bn
+    bn.moving_mean.assign(np.linspace(-0.5, 0.5, 17).astype(np.float32))
+    bn.moving_variance.assign(np.linspace(0.5, 2.0, 17).astype(np.float32))
+    before = [np.array(v.numpy()) for v in (bn.moving_mean, bn.moving_variance)]
+    dataset = validation_input(trainer.sections["2016"], options)
+    totals = trainer.validate(dataset)
+    for variable, value in zip((bn.moving_mean, bn.moving_variance), before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    # the totals equal the model in inference mode, batch by batch
+    expected = np.zeros(3)
+    for batch in dataset:
+        logits = trainer.state.model(batch, training=False).numpy()
+        labels = batch["labels"].numpy()
+        valid = labels > 0
+        top = logits.max(-1, keepdims=True)
+        logp = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+        picked = np.take_along_axis(logp, np.maximum(labels - 1, 0)[..., None], -1)[..., 0]
+        expected += [-picked[valid].sum(), valid.sum(), (logits.argmax(-1) == labels - 1)[valid].sum()]
+    assert totals.count == expected[1] and totals.correct == expected[2] and expected[1] > 0
+    assert totals.xe_sum == pytest.approx(expected[0], rel=1e-5)
+
+
+def test_loss_decreases_on_a_tiny_dataset(tmp_path, synthetic_root, capsys):
+    folder = make_model_folder(tmp_path / "m")
+    train.main([str(folder), "--datadir", str(synthetic_root / "240"), "-t", "8", "-b", "4", "--limit_batches", "1",
+                "-e", "40", "--summary_frequency", "10", "--save_frequency", "1000", "--validation_batches", "1",
+                "--learning_rate", "0.01", "--epsilon", "1e-3"])
+    assert "overridden for this run: --learning_rate (params.ini: 0.01), --epsilon (params.ini: 0.9)" in \
+        capsys.readouterr().out
+    rows = [r for r in read_log(folder) if r["partition"] == "train"]
+    xe = [float(r["xe"]) for r in rows]
+    oa = [float(r["oa"]) for r in rows]
+    assert len(xe) == 4
+    assert xe[-1] < 0.8 * xe[0] and oa[-1] > oa[0] + 0.1
+    assert {float(r["learning_rate"]) for r in rows} == {0.01}
+
+
+# ---------------------------------------------------------------------------------------------------- signals
+
+
+def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path, synthetic_root):
+    folder = make_model_folder(tmp_path / "m")
+    argv = [sys.executable, str(REPO / "train.py"), *train_args(folder, synthetic_root, "-e", "1000",
+                                                                "--save_frequency", "100000",
+                                                                "--summary_frequency", "100000")]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=subprocess_env(), cwd=tmp_path)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in process.stdout:  # the validation before the first step ends with the 2017 line
+            lines.append(line)
+            if line.startswith("  2017/test") or time.monotonic() > deadline:
+                break
+        time.sleep(3.0)  # some training steps
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    output = "".join(lines) + out
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "stopped by SIGTERM at step" in output
+    prefix = ModelFolder(folder).checkpoint()
+    step = int(prefix.rsplit("-", 1)[1])
+    assert step > 0
+    assert f"saved model.ckpt-{step}" in output
+    state = TrainingState(build_model(SMALL))
+    state.restore(prefix)
+    assert (int(state.global_step.numpy()), int(state.samples_seen.numpy())) == (step, 4 * step)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no partial files
+
+
+# ---------------------------------------------------------------------------------------------------- determinism
+
+
+def test_two_seeded_runs_give_identical_checkpoints(tmp_path, synthetic_root):
+    folders = [make_model_folder(tmp_path / name) for name in ("a", "b")]
+    processes = [subprocess.Popen([sys.executable, str(REPO / "train.py"),
+                                   *train_args(folder, synthetic_root, "-e", "1", "--seed", "3")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env())
+                 for folder in folders]
+    outputs = [process.communicate(timeout=240)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert "seed 3: deterministic ops" in outputs[0]
+    first, second = (read_checkpoint(folder / "model.ckpt-4") for folder in folders)
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    assert [r["xe"] for r in read_log(folders[0])] == [r["xe"] for r in read_log(folders[1])]
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+
+def dataset_copy(root: Path, destination: Path) -> Path:
+    """A dataset root sharing the data folders of ``root`` with its own metadata files."""
+    data = [path for path in root.iterdir() if path.is_dir() and path.name.startswith("data")]
+    shutil.copytree(root, destination, ignore=lambda folder, names: [path.name for path in data])
+    for path in data:
+        (destination / path.name).symlink_to(path)
+    return destination
+
+
+def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    root = synthetic_root / "240"
+    folder = make_model_folder(tmp_path / "m")
+    cases = {
+        "no params.ini": ([str(tmp_path), "--datadir", str(root)], f"{tmp_path}: no params.ini in the model folder"),
+        "wrong datadir": ([str(folder), "--datadir", str(tmp_path / "nowhere")], "dataset root does not exist"),
+        "missing section": (train_args(folder, synthetic_root, "--train_on", "2016", "2018"),
+                            "dataset.ini: no section [2018] (sections: 2016, 2017)"),
+        "validation section": (train_args(folder, synthetic_root, "--validate_on", "2019"), "no section [2019]"),
+        "missing fold": (train_args(folder, synthetic_root, "-f", "12"), "train_fold12.tileids: no such file"),
+        "batch size": (train_args(folder, synthetic_root, "-b", "0"), "--batchsize = 0 must be at least 1"),
+        "validation batches": (train_args(folder, synthetic_root, "--validation_batches", "0"),
+                               "--validation_batches = 0 must be positive or -1"),
+        "temporal samples": (train_args(folder, synthetic_root, "-t", "99"), "temporal_samples = 99 must lie in"),
+        "epsilon": (train_args(folder, synthetic_root, "--epsilon", "0"), "--epsilon: must be > 0, got 0.0"),
+        "no TF_CONFIG": (train_args(folder, synthetic_root, "--strategy", "multiworker"), "TF_CONFIG is not set"),
+        "devices": (train_args(folder, synthetic_root, "--devices", "CPU:0"), "--devices applies to --strategy "
+                                                                              "mirrored only"),
+    }
+    for name, (argv, message) in cases.items():
+        status, err = run_cli(argv, capsys)
+        assert status == 2, name
+        assert len(err.strip().splitlines()) == 1 and message in err, (name, err)
+        assert err.startswith(f"{Path(sys.argv[0]).name}: error: ")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    status, err = run_cli(train_args(folder, synthetic_root, "--strategy", "multiworker"), capsys)
+    assert status == 2 and "$TF_CONFIG: not a cluster specification with a task type and index" in err
+
+
+def test_an_empty_partition_is_a_one_line_error(tmp_path, synthetic_root, capsys):
+    root = dataset_copy(synthetic_root / "240", tmp_path / "240")
+    (root / "tileids" / "train_fold0.tileids").write_text("\n")
+    (root / "tileids" / "test_fold1.tileids").write_text("99999999\n")
+    folder = make_model_folder(tmp_path / "m")
+    status, err = run_cli([str(folder), "--datadir", str(root)], capsys)
+    assert status == 2 and err.strip().endswith("train_fold0.tileids: no tile ids")
+    status, err = run_cli([str(folder), "--datadir", str(root), "-f", "1"], capsys)
+    assert status == 2 and "test_fold1.tileids: none of its 1 tile ids has a file" in err
+
+
+def test_a_checkpoint_of_another_network_is_a_one_line_error(tmp_path, synthetic_root, capsys):
+    folder = make_model_folder(tmp_path / "m")
+    other = TrainingState(build_model(ModelParams(convrnn_filters=16)))
+    write_checkpoint(folder / "model.ckpt-7", other.tensors())
+    (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-7"\n')
+    status, err = run_cli(train_args(folder, synthetic_root), capsys)
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert "model.ckpt-7: variable 'convrnn1/bidirectional_rnn/fw/conv_gru_cell/" in err
+    assert "in the network of params.ini" in err
+
+
+def test_a_class_count_that_differs_from_the_network_is_a_one_line_error(tmp_path, synthetic_root, capsys):
+    folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, num_classes=12))
+    status, err = run_cli(train_args(folder, synthetic_root), capsys)
+    assert status == 2 and "classes.txt: 17 classes, but the network of params.ini has num_classes = 12" in err
