@@ -1,16 +1,28 @@
 """Mixed precision on CPU: float16/bfloat16 convolutions, float32 norm statistics, state and logits; the logits stay
-within a stated tolerance of float32 with the same weights; loss scaling for float16 training."""
+within a stated tolerance of float32 with the same weights; loss scaling for float16 training; the runtime options
+``--mixed_precision`` and ``--recompute`` of train.py and ``--mixed_precision`` of evaluate.py."""
+
+import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import evaluate as evaluate_script
+import train
 from modelzoo.cells import ConvLSTMCell, LayerNorm, norm_weights, normalize_groups
 from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import build_model, make_optimizer, masked_xe_mean
+from tests.test_evaluate import call, make_root, model_folder
 from tests.test_model import SMALL, make_batch, randomize
+from tests.test_train import make_model_folder
 from utils.cli import UserError
+from utils.dataset import read_tileids
+from utils.modelfolder import ModelFolder, read_checkpoint
+from utils.rasters import read_geotiff
+from utils.training import Trainer, TrainingOptions, distributed_training_input
 
 # largest |logit − float32 logit| relative to the largest |float32 logit| (measured ≈ 1e-3 and ≈ 7e-3)
 TOLERANCE = {"mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}
@@ -108,3 +120,84 @@ def test_saved_model_keeps_its_policy_and_bad_policy_is_rejected(tmp_path):
         build_model(params, mixed_precision="float16")
     with pytest.raises(UserError, match="--mixed_precision"):
         make_optimizer(params, mixed_precision="fp16")
+
+
+def scores_of(out: Path, tileid: int) -> np.ndarray:
+    """The softmax scores (H, W, classes) that evaluate.py -c wrote for ``tileid``."""
+    folders = sorted((out / "confidences").iterdir(), key=lambda folder: int(folder.name.split("_")[0]))
+    return np.stack([read_geotiff(folder / f"{tileid}.tif")[0] for folder in folders], -1)
+
+
+def test_evaluate_with_mixed_bfloat16_agrees_with_float32(synthetic_root, tmp_path):
+    source = synthetic_root / "240"
+    tileids = read_tileids(source, "eval")[:4]
+    root = make_root(source, tmp_path / "240", tileids, [])
+    modeldir = model_folder(tmp_path / "model")
+    outputs = {policy: tmp_path / policy for policy in ("none", "mixed_bfloat16")}
+    for policy, out in outputs.items():
+        call([modeldir, "--datadir", root, "--storedir", out, "-t", "-c", "--mixed_precision", policy])
+        assert json.loads((out / "metrics.json").read_text())["run"]["mixed_precision"] == policy
+    expected, mixed = outputs.values()
+    clear_pixels = 0
+    for tileid in tileids:
+        scores = scores_of(expected, tileid)
+        np.testing.assert_allclose(scores_of(mixed, tileid), scores, rtol=0, atol=0.03)  # measured ≤ 0.021
+        top2 = np.sort(scores, axis=-1)[..., -2:]
+        clear = top2[..., 1] - top2[..., 0] > 0.05  # wider than the bfloat16 error of the scores
+        clear_pixels += clear.sum()
+        prediction = {out: read_geotiff(out / "prediction" / f"{tileid}.tif")[0] for out in outputs.values()}
+        np.testing.assert_array_equal(prediction[mixed][clear], prediction[expected][clear])
+        np.testing.assert_allclose(read_geotiff(mixed / "loss" / f"{tileid}.tif")[0],
+                                   read_geotiff(expected / "loss" / f"{tileid}.tif")[0], rtol=0.05, atol=0.02)
+    assert clear_pixels > 50  # the random tiny network is unsure of most pixels
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_script.build_parser().parse_args([str(modeldir), "--mixed_precision", "float16"])
+    assert exit_info.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A model folder (ConvGRU F=8) with a seeded initial checkpoint model.ckpt-0."""
+    folder = ModelFolder(make_model_folder(tmp_path_factory.mktemp("template") / "m"))
+    folder.initial_state(seed=5).save(folder)
+    return folder.path
+
+
+def one_step(template: Path, datadir: Path, **runtime) -> tuple[dict[str, np.ndarray], str]:
+    """The checkpoint tensors after one training step from ``template`` (seeded input: 4 tiles of 2016, 8 dates)
+    with the ``runtime`` options, and the run's description."""
+    options = TrainingOptions(datadir=datadir, batchsize=4, temporal_samples=8, **runtime)
+    trainer = Trainer(ModelFolder(template), options)
+    trainer.train_step(iter(distributed_training_input(trainer.strategy, trainer.sections["2016"], options, 0)))
+    return trainer.state.tensors(), trainer.describe()
+
+
+@pytest.fixture(scope="module")
+def float32_step(template, synthetic_root) -> dict[str, np.ndarray]:
+    return one_step(template, synthetic_root / "240")[0]
+
+
+# largest |weight or Adam slot − float32 run's| after one step (measured: float16 ≈ , recompute ≈ )
+@pytest.mark.parametrize(("runtime", "atol"), [({"mixed_precision": "mixed_float16"}, 2e-3),
+                                               ({"recompute": True}, 1e-6)])
+def test_train_options_keep_the_checkpoint_format_and_the_step(runtime, atol, template, float32_step, synthetic_root):
+    tensors, description = one_step(template, synthetic_root / "240", **runtime)
+    expected_line = (f"runtime options: --mixed_precision {runtime.get('mixed_precision', 'none')}, --recompute "
+                     f"{runtime.get('recompute', False)}")
+    assert expected_line in description.splitlines()
+    assert tensors.keys() == float32_step.keys()
+    start = read_checkpoint(template / "model.ckpt-0")
+    moved = 0
+    for name, expected in float32_step.items():
+        assert tensors[name].dtype == expected.dtype, name
+        np.testing.assert_allclose(tensors[name], expected, rtol=0, atol=atol, err_msg=name)
+        moved += not np.array_equal(tensors[name], start[name])
+    assert moved > len(start) // 2  # the step changed the weights and slots
+
+
+def test_train_rejects_an_unknown_precision(synthetic_root, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.build_parser().parse_args(["m", "--mixed_precision", "float16"])
+    assert exit_info.value.code == 2 and "invalid choice: 'float16'" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--mixed_precision 'fp16' is not one of none, mixed_float16, mixed_bfloat16"):
+        TrainingOptions(datadir=synthetic_root / "240", mixed_precision="fp16")
