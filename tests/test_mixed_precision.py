@@ -20,7 +20,7 @@ from tests.test_model import SMALL, make_batch, randomize
 from tests.test_train import make_model_folder
 from utils.cli import UserError
 from utils.dataset import read_tileids
-from utils.modelfolder import ModelFolder, read_checkpoint
+from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint
 from utils.rasters import read_geotiff
 from utils.training import Trainer, TrainingOptions, distributed_training_input
 
@@ -128,28 +128,30 @@ def scores_of(out: Path, tileid: int) -> np.ndarray:
     return np.stack([read_geotiff(folder / f"{tileid}.tif")[0] for folder in folders], -1)
 
 
-def test_evaluate_with_mixed_bfloat16_agrees_with_float32(synthetic_root, tmp_path):
+def test_evaluate_with_mixed_float16_agrees_with_float32(synthetic_root, tmp_path):
     source = synthetic_root / "240"
     tileids = read_tileids(source, "eval")[:4]
     root = make_root(source, tmp_path / "240", tileids, [])
-    modeldir = model_folder(tmp_path / "model")
-    outputs = {policy: tmp_path / policy for policy in ("none", "mixed_bfloat16")}
+    modeldir = model_folder(tmp_path / "model", checkpoint=False)
+    folder = ModelFolder(modeldir)
+    model = folder.build_model()
+    randomize(model, seed=2)  # larger weights than the initialisation: confident predictions
+    TrainingState(model).save(folder)
+    outputs = {policy: tmp_path / policy for policy in ("none", "mixed_float16")}
     for policy, out in outputs.items():
         call([modeldir, "--datadir", root, "--storedir", out, "-t", "-c", "--mixed_precision", policy])
         assert json.loads((out / "metrics.json").read_text())["run"]["mixed_precision"] == policy
     expected, mixed = outputs.values()
-    clear_pixels = 0
     for tileid in tileids:
         scores = scores_of(expected, tileid)
-        np.testing.assert_allclose(scores_of(mixed, tileid), scores, rtol=0, atol=0.03)  # measured ≤ 0.021
+        np.testing.assert_allclose(scores_of(mixed, tileid), scores, rtol=0, atol=0.02)  # measured ≤ 0.014
         top2 = np.sort(scores, axis=-1)[..., -2:]
-        clear = top2[..., 1] - top2[..., 0] > 0.05  # wider than the bfloat16 error of the scores
-        clear_pixels += clear.sum()
+        clear = top2[..., 1] - top2[..., 0] > 0.05  # wider than twice the score error
+        assert clear.mean() > 0.5
         prediction = {out: read_geotiff(out / "prediction" / f"{tileid}.tif")[0] for out in outputs.values()}
         np.testing.assert_array_equal(prediction[mixed][clear], prediction[expected][clear])
-        np.testing.assert_allclose(read_geotiff(mixed / "loss" / f"{tileid}.tif")[0],
-                                   read_geotiff(expected / "loss" / f"{tileid}.tif")[0], rtol=0.05, atol=0.02)
-    assert clear_pixels > 50  # the random tiny network is unsure of most pixels
+        loss = {out: read_geotiff(out / "loss" / f"{tileid}.tif")[0] for out in outputs.values()}
+        np.testing.assert_allclose(loss[mixed], loss[expected], rtol=0, atol=0.1)  # measured ≤ 0.046
     with pytest.raises(SystemExit) as exit_info:
         evaluate_script.build_parser().parse_args([str(modeldir), "--mixed_precision", "float16"])
     assert exit_info.value.code == 2
@@ -177,7 +179,7 @@ def float32_step(template, synthetic_root) -> dict[str, np.ndarray]:
     return one_step(template, synthetic_root / "240")[0]
 
 
-# largest |weight or Adam slot − float32 run's| after one step (measured: float16 ≈ , recompute ≈ )
+# bound on |weight or Adam slot − the float32 run's| after one step (recompute differs by float32 rounding only)
 @pytest.mark.parametrize(("runtime", "atol"), [({"mixed_precision": "mixed_float16"}, 2e-3),
                                                ({"recompute": True}, 1e-6)])
 def test_train_options_keep_the_checkpoint_format_and_the_step(runtime, atol, template, float32_step, synthetic_root):
