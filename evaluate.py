@@ -17,16 +17,17 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from utils.cli import add_datadir_argument, resolve_datadir, run
+from modelzoo.seqencmodel import MIXED_PRECISION
+from utils.cli import ArgumentParser, add_datadir_argument, resolve_datadir, run
 from utils.dataset import PARTITIONS
 from utils.evaluation import Settings, evaluate
 from utils.modelfolder import ModelFolder
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The original's flags (spec §4) plus ``--partition``, ``--fold``, ``--checkpoint``, ``--allow_untrained`` and
-    ``--mosaic``."""
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
+    """The original's flags (spec §4) plus ``--partition``, ``--fold``, ``--checkpoint``, ``--allow_untrained``,
+    ``--mixed_precision`` and ``--mosaic``."""
+    parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
     parser.add_argument("modeldir", help="model folder with params.ini and checkpoints (or its graph.meta)")
     add_datadir_argument(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="print the timings of the evaluation")
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoint to restore, e.g. model.ckpt-13824 (default: the latest)")
     parser.add_argument("--allow_untrained", action="store_true",
                         help="evaluate the randomly initialised network when the folder has no checkpoint")
+    parser.add_argument("--mixed_precision", choices=MIXED_PRECISION, default="none",
+                        help="convolutions in float16 or bfloat16 (GPUs; bfloat16 also speeds up CPUs with "
+                             "AVX512-BF16); norm statistics, recurrent state and softmax stay float32 (default none)")
     parser.add_argument("--mosaic", action="store_true",
                         help="merge every per-tile GeoTIFF product into one Cloud-Optimized GeoTIFF "
                              "(prediction.tif, ..., confidences/<k>_<class>.tif); implies --writetiles")
@@ -62,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         storedir=Path(args.storedir), section=args.dataset, partition=args.partition, fold=args.fold,
         batchsize=args.batchsize, prefetch=args.prefetch, writetiles=args.writetiles,
         writeconfidences=args.writeconfidences, mosaic=args.mosaic, checkpoint=args.checkpoint,
-        allow_untrained=args.allow_untrained, verbose=args.verbose))
+        allow_untrained=args.allow_untrained, verbose=args.verbose, mixed_precision=args.mixed_precision))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ def gpu_environment(argv: Sequence[str], environ: dict[str, str]) -> dict[str, s
 if __name__ == "__main__":
     os.environ.update(gpu_environment(sys.argv[1:], dict(os.environ)))
 
+from modelzoo.seqencmodel import MIXED_PRECISION  # noqa: E402
 from utils.cli import (  # noqa: E402
     ArgumentParser,
     DefaultsHelpFormatter,
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="partition of the validation tiles (test: test_fold<k>)")
     parser.add_argument("--validation_batches", type=int, default=8,
                         help="validation batches per section and summary (-1: the whole partition)")
+    parser.add_argument("--mixed_precision", choices=MIXED_PRECISION, default="none",
+                        help="convolutions in float16 (GPUs; dynamic loss scaling) or bfloat16 (GPUs, CPUs with "
+                             "AVX512-BF16); norm statistics, recurrent state and softmax stay float32")
+    parser.add_argument("--recompute", default=False,
+                        help="recompute the recurrent activations in the backward pass (gradient checkpointing over "
+                             "time): less memory for long sequences, about a third more time per step",
+                        **bool_flag)
     return parser
 
 
@@ -121,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         summary_frequency=args.summary_frequency, max_models_to_keep=args.max_models_to_keep,
         save_every_n_hours=args.save_every_n_hours, validation_partition=args.validation_partition,
         validation_batches=args.validation_batches, seed=args.seed, schedule=args.schedule, verbose=args.verbose,
-        optimizer={name: getattr(args, name) for name in OPTIMIZER_FLAGS if getattr(args, name) is not None})
+        optimizer={name: getattr(args, name) for name in OPTIMIZER_FLAGS if getattr(args, name) is not None},
+        mixed_precision=args.mixed_precision, recompute=args.recompute)
     trainer = Trainer(folder, options, strategy)
     print(trainer.describe())
     stopped = trainer.run()

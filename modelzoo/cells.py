@@ -13,6 +13,10 @@ A cell is used in two parts, which together equal the original ``call``:
   per-date activations use this very code.
 
 :func:`run_recurrence` runs a cell over a sequence in one graph loop with the semantics of TF1 ``dynamic_rnn``.
+
+Mixed precision (a Keras ``mixed_float16`` / ``mixed_bfloat16`` dtype policy): the convolutions run in the
+policy's compute dtype; their sums are cast to float32 before the layer norms, so the norm statistics, the gate
+nonlinearities and the carried state stay in float32 (``state_dtype``), like every variable.
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ def reflect_conv(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     return tf.nn.conv2d(reflect_pad(x, kernel.shape[:2]), kernel, strides=1, padding="VALID")
 
 
+def norm_weights(norms: tuple[LayerNorm, ...], shifts: tuple[float, ...] | None = None
+                 ) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(gamma, beta)`` of k layer norms stacked to (k, F); ``shifts`` are constants added to the betas."""
+    gamma = tf.stack([tf.convert_to_tensor(norm.gamma) for norm in norms])
+    beta = tf.stack([tf.convert_to_tensor(norm.beta) for norm in norms])
+    if shifts is not None:
+        beta += tf.constant(shifts, dtype=beta.dtype)[:, None]
+    return gamma, beta
+
+
 def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[float, ...] | None = None
                       ) -> tf.Tensor:
     """Layer-normalise ``x`` (N, H, W, k·F), whose k consecutive F-channel groups each have their own norm.
@@ -43,10 +57,15 @@ def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[
     Equals ``concat([norms[g](x_g) + shifts[g] for g])`` computed in one pass: statistics per sample and group over
     (H, W, F); ``shifts`` are constants added to the groups' ``beta`` (the LSTM's forget bias).
     """
-    gamma = tf.stack([tf.convert_to_tensor(norm.gamma) for norm in norms])
-    beta = tf.stack([tf.convert_to_tensor(norm.beta) for norm in norms])
-    if shifts is not None:
-        beta += tf.constant(shifts, dtype=beta.dtype)[:, None]
+    return normalize_groups(x, *norm_weights(norms, shifts))
+
+
+def normalize_groups(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
+    """:func:`layer_norm_groups` with the stacked weights of :func:`norm_weights`: k = ``gamma.shape[0]`` groups.
+
+    Computed and returned in the dtype of ``gamma`` (float32), whatever the dtype of ``x``.
+    """
+    x = tf.cast(x, gamma.dtype)
     shape = tf.shape(x)
     grouped = tf.reshape(x, tf.concat([shape[:-1], tf.shape(gamma)], axis=0))
     mean, variance = tf.nn.moments(grouped, axes=[1, 2, 4], keepdims=True)
@@ -55,21 +74,24 @@ def layer_norm_groups(x: tf.Tensor, norms: tuple[LayerNorm, ...], shifts: tuple[
 
 
 class LayerNorm(keras.layers.Layer):
-    """TF1.7 ``tf.contrib.layers.layer_norm``: per sample over (H, W, C), ε 1e-12, ``gamma``/``beta`` of shape [C]."""
+    """TF1.7 ``tf.contrib.layers.layer_norm``: per sample over (H, W, C), ε 1e-12, ``gamma``/``beta`` of shape [C].
+
+    Always float32 (its variables are never cast to a mixed-precision compute dtype).
+    """
 
     def __init__(self, channels: int, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.channels = channels
-        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
-        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma", autocast=False)
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta", autocast=False)
         self.built = True
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        return layer_norm_groups(x, (self,))
+        return normalize_groups(x, *norm_weights((self,)))
 
 
 class _ConvRNNCell(keras.layers.Layer):
-    """What both cells share: sizes, kernel creation and the zero state."""
+    """What both cells share: sizes, kernel creation, dtypes and the zero state."""
 
     tf1_scope: str  # the cell's variable scope in TF1 checkpoints
     gate_names: tuple[str, ...]  # keys of the gates returned by ``step(..., with_gates=True)``
@@ -84,19 +106,49 @@ class _ConvRNNCell(keras.layers.Layer):
         self.input_channels = input_channels
         self.normalize = normalize
 
+    @property
+    def state_dtype(self) -> str:
+        """The dtype of the state, the gates and the outputs: float32 (the variables' dtype), also under mixed
+        precision."""
+        return self.variable_dtype
+
     def _kernel(self, name: str, outputs: int) -> keras.Variable:
         shape = (*self.kernel_size, self.input_channels + self.filters, outputs)
         return self.add_weight(shape=shape, initializer=keras.initializers.GlorotUniform(), name=name)
 
     def _input_rows(self, kernel: keras.Variable) -> tf.Tensor:
-        return kernel[:, :, : self.input_channels, :]
+        return tf.cast(kernel[:, :, : self.input_channels, :], self.compute_dtype)
 
     def _state_rows(self, kernel: keras.Variable) -> tf.Tensor:
-        return kernel[:, :, self.input_channels :, :]
+        return tf.cast(kernel[:, :, self.input_channels :, :], self.compute_dtype)
+
+    def _state_conv(self, state: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The convolution of a state tensor with state rows of a kernel, in the compute dtype."""
+        return reflect_conv(tf.cast(state, self.compute_dtype), kernel)
+
+    def _input_conv(self, x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The convolution of input frames with input rows of a kernel, in the compute dtype."""
+        return reflect_conv(tf.cast(x, self.compute_dtype), kernel)
+
+    def _float(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, self.state_dtype)
+
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The weights of :meth:`input_projection` as tensors in the compute dtype: ``kernel`` (the input rows of
+        the kernels) and, without normalisation, ``bias``."""
+        raise NotImplementedError
+
+    def input_projection(self, x: tf.Tensor, weights: dict[str, tf.Tensor] | None = None) -> tf.Tensor:
+        """The input part of the cell's convolutions: (N, H, W, C) → (N, H, W, G) in the compute dtype (GRU: G = 3F,
+        gates then candidate; LSTM: G = 4F). ``weights``: :meth:`input_weights` (read from the variables when None).
+        """
+        weights = self.input_weights() if weights is None else weights
+        projection = self._input_conv(x, weights["kernel"])
+        return projection + weights["bias"] if "bias" in weights else projection
 
     def zero_state(self, batch: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """The initial state: zeros of shape (batch, height, width, filters) per component."""
-        zeros = tf.zeros(tf.stack([batch, height, width, self.filters]), dtype=self.compute_dtype)
+        """The initial state: zeros of shape (batch, height, width, filters) per component, in ``state_dtype``."""
+        zeros = tf.zeros(tf.stack([batch, height, width, self.filters]), dtype=self.state_dtype)
         return tuple(zeros for _ in self.state_names)
 
     def feature(self, state: tuple[tf.Tensor, ...]) -> tf.Tensor:
@@ -130,34 +182,43 @@ class ConvGRUCell(_ConvRNNCell):
             self.candidate_bias = self.add_weight(shape=(filters,), initializer="zeros", name="candidate_bias")
         self.built = True
 
-    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
-        """The input part of the gate and candidate convolutions: (N, H, W, C) → (N, H, W, 3F)."""
-        kernel = tf.concat([self._input_rows(self.gates_kernel), self._input_rows(self.candidate_kernel)], axis=-1)
-        projection = reflect_conv(x, kernel)
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The input rows of the gate and candidate kernels side by side (and their biases without normalisation)."""
+        weights = {"kernel": tf.concat([self._input_rows(self.gates_kernel), self._input_rows(self.candidate_kernel)],
+                                       axis=-1)}
         if not self.normalize:
-            projection += tf.concat([self.gates_bias, self.candidate_bias], axis=0)
-        return projection
+            weights["bias"] = tf.cast(tf.concat([self.gates_bias, self.candidate_bias], axis=0), self.compute_dtype)
+        return weights
 
     def state_kernels(self) -> tuple[tf.Tensor, tf.Tensor]:
         """The state rows of the gate and candidate kernels, as :meth:`step` takes them (sliced once per loop)."""
         return self._state_rows(self.gates_kernel), self._state_rows(self.candidate_kernel)
 
+    def step_weights(self) -> dict[str, tf.Tensor]:
+        """The other weights :meth:`step` reads, as tensors: the stacked layer-norm weights (none without norms)."""
+        if not self.normalize:
+            return {}
+        gates, candidate = norm_weights((self.reset_norm, self.update_norm)), norm_weights((self.candidate_norm,))
+        return {"gates_norm": gates, "candidate_norm": candidate}
+
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor], kernels: tuple[tf.Tensor, tf.Tensor] | None,
-             with_gates: bool = False):
-        """One time step from the input projection, the state ``(h,)`` and :meth:`state_kernels`.
+             with_gates: bool = False, weights: dict[str, tf.Tensor] | None = None):
+        """One time step from the input projection, the state ``(h,)``, :meth:`state_kernels` and
+        :meth:`step_weights` (read from the variables when None).
 
         ``kernels=None`` declares the state zero (the first step): the recurrent convolutions are skipped.
         Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
         """
+        weights = self.step_weights() if weights is None else weights
         (h,) = state
         x_gates, x_candidate = tf.split(projection, [2 * self.filters, self.filters], axis=-1)
-        gates = x_gates if kernels is None else x_gates + reflect_conv(h, kernels[0])
+        gates = self._float(x_gates if kernels is None else x_gates + self._state_conv(h, kernels[0]))
         if self.normalize:
-            gates = layer_norm_groups(gates, (self.reset_norm, self.update_norm))
+            gates = normalize_groups(gates, *weights["gates_norm"])
         r, u = tf.split(tf.sigmoid(gates), 2, axis=-1)
-        candidate = x_candidate if kernels is None else x_candidate + reflect_conv(r * h, kernels[1])
+        candidate = self._float(x_candidate if kernels is None else x_candidate + self._state_conv(r * h, kernels[1]))
         if self.normalize:
-            candidate = layer_norm_groups(candidate, (self.candidate_norm,))
+            candidate = normalize_groups(candidate, *weights["candidate_norm"])
         candidate = tf.tanh(candidate)
         h = u * h + (1.0 - u) * candidate
         values = {"r": r, "u": u, "candidate": candidate, "h": h} if with_gates else {}
@@ -199,12 +260,11 @@ class ConvLSTMCell(_ConvRNNCell):
         self.kernel = self._kernel("kernel", 4 * filters)
         if not normalize:
             self.bias = self.add_weight(shape=(4 * filters,), initializer="zeros", name="bias")
-        if peephole:
+        if peephole:  # they act on the float32 state
             shape = (*peephole_size, filters)
             glorot = keras.initializers.GlorotUniform()
-            self.w_ci = self.add_weight(shape=shape, initializer=glorot, name="W_ci")
-            self.w_cf = self.add_weight(shape=shape, initializer=glorot, name="W_cf")
-            self.w_co = self.add_weight(shape=shape, initializer=glorot, name="W_co")
+            self.w_ci, self.w_cf, self.w_co = (self.add_weight(shape=shape, initializer=glorot, name=name,
+                                                               autocast=False) for name in ("W_ci", "W_cf", "W_co"))
         if normalize:  # attributes, not a list: tf.train.Checkpoint tracks only attributes of Keras layers
             self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c = (
                 LayerNorm(filters, name=f"layer_norm{suffix}") for suffix in ("", "_1", "_2", "_3", "_4"))
@@ -215,47 +275,59 @@ class ConvLSTMCell(_ConvRNNCell):
         """The layer norms of j, i, f, o and c (TF1 scopes ``LayerNorm`` … ``LayerNorm_4``)."""
         return (self.norm_j, self.norm_i, self.norm_f, self.norm_o, self.norm_c)
 
-    def input_projection(self, x: tf.Tensor) -> tf.Tensor:
-        """The input part of the gate convolution: (N, H, W, C) → (N, H, W, 4F).
-
-        Without normalisation it includes the bias and the forget bias (added to f before its sigmoid).
-        """
-        projection = reflect_conv(x, self._input_rows(self.kernel))
+    def input_weights(self) -> dict[str, tf.Tensor]:
+        """The input rows of the kernel; without normalisation also the bias plus the forget bias (added to f before
+        its sigmoid)."""
+        weights = {"kernel": self._input_rows(self.kernel)}
         if not self.normalize:
             f = self.filters
             forget = tf.concat([tf.zeros([2 * f]), tf.fill([f], self.forget_bias), tf.zeros([f])], axis=0)
-            projection += self.bias + tf.cast(forget, projection.dtype)
-        return projection
+            weights["bias"] = tf.cast(tf.cast(self.bias, tf.float32) + forget, self.compute_dtype)
+        return weights
 
     def state_kernels(self) -> tuple[tf.Tensor]:
         """The state rows of the kernel, as :meth:`step` takes them (sliced once per loop)."""
         return (self._state_rows(self.kernel),)
 
+    def step_weights(self) -> dict[str, tf.Tensor]:
+        """The other weights :meth:`step` reads, as tensors: the stacked layer-norm weights (the forget bias in f's
+        beta) and the peepholes."""
+        weights = {}
+        if self.normalize:
+            weights["jif_norm"] = norm_weights((self.norm_j, self.norm_i, self.norm_f), (0.0, 0.0, self.forget_bias))
+            weights["o_norm"], weights["c_norm"] = norm_weights((self.norm_o,)), norm_weights((self.norm_c,))
+        if self.peephole:
+            weights.update(w_ci=tf.convert_to_tensor(self.w_ci), w_cf=tf.convert_to_tensor(self.w_cf),
+                           w_co=tf.convert_to_tensor(self.w_co))
+        return weights
+
     def step(self, projection: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], kernels: tuple[tf.Tensor] | None,
-             with_gates: bool = False):
-        """One time step from the input projection, the state ``(c, h)`` and :meth:`state_kernels`.
+             with_gates: bool = False, weights: dict[str, tf.Tensor] | None = None):
+        """One time step from the input projection, the state ``(c, h)``, :meth:`state_kernels` and
+        :meth:`step_weights` (read from the variables when None).
 
         ``kernels=None`` declares the state zero (the first step): the recurrent convolution is skipped.
         Returns ``(output, new state, gates)``; ``gates`` is empty unless ``with_gates``.
         """
+        weights = self.step_weights() if weights is None else weights
         c, h = state
-        gates = projection if kernels is None else projection + reflect_conv(h, kernels[0])
+        gates = self._float(projection if kernels is None else projection + self._state_conv(h, kernels[0]))
         if self.peephole:
             j, i, f, o = tf.split(gates, 4, axis=-1)
-            jif = tf.concat([j, i + self.w_ci * c, f + self.w_cf * c], axis=-1)
+            jif = tf.concat([j, i + weights["w_ci"] * c, f + weights["w_cf"] * c], axis=-1)
         else:
             jif, o = tf.split(gates, [3 * self.filters, self.filters], axis=-1)
         if self.normalize:  # the forget bias rides on f's offset (without norms it is in the projection)
-            jif = layer_norm_groups(jif, (self.norm_j, self.norm_i, self.norm_f), shifts=(0.0, 0.0, self.forget_bias))
+            jif = normalize_groups(jif, *weights["jif_norm"])
         j, i, f = tf.split(jif, 3, axis=-1)
         f = tf.sigmoid(f)
         i = tf.sigmoid(i)
         c = c * f + i * tf.tanh(j)
         if self.peephole:
-            o += self.w_co * c
+            o += weights["w_co"] * c
         if self.normalize:
-            o = layer_norm_groups(o, (self.norm_o,))
-            c = layer_norm_groups(c, (self.norm_c,))
+            o = normalize_groups(o, *weights["o_norm"])
+            c = normalize_groups(c, *weights["c_norm"])
         o = tf.sigmoid(o)
         h = o * tf.tanh(c)
         values = {"i": i, "j": j, "f": f, "o": o, "c": c, "h": h} if with_gates else {}
@@ -299,39 +371,62 @@ def reverse_valid_steps(x: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
     return permute(x)
 
 
-def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, projections: tf.Tensor, lengths: tf.Tensor,
-                   state_masks: tf.Tensor | None = None, with_gates: bool = False, swap_memory: bool = True):
-    """Run ``cell`` over time-major input projections (T, N, H, W, G) with TF1 ``dynamic_rnn`` semantics.
+def run_recurrence(cell: ConvGRUCell | ConvLSTMCell, inputs: tf.Tensor, lengths: tf.Tensor,
+                   state_masks: tf.Tensor | None = None, with_gates: bool = False, swap_memory: bool = True,
+                   recompute: bool = False):
+    """Run ``cell`` over time-major inputs with TF1 ``dynamic_rnn`` semantics.
+
+    ``inputs`` are the input projections (T, N, H, W, G) of the frames (:meth:`input_projection`, computed for all
+    frames at once outside the loop), or with ``recompute`` the frames (T, N, H, W, C) themselves.
 
     Sample n takes steps ``t < lengths[n]``; later steps output zeros and leave the state unchanged. The state
     starts at zero. ``state_masks`` (T, N, H, W, F), when given, multiplies the cell's ``dropped_state`` after every
     step (recurrent dropout). The loop runs ``max(lengths)`` steps (at least one).
 
+    ``recompute`` (gradient checkpointing over time): every step projects its own frame, and the backward pass
+    recomputes the step from its frame and state instead of keeping its intermediate activations: same results,
+    the memory of the frames and states only, one more forward pass of the loop. With ``with_gates`` (inspection)
+    the steps are not checkpointed.
+
     Returns ``(outputs (T, N, H, W, F), final state tuple, gates {name: (T, N, H, W, F)})`` (gates empty unless
-    ``with_gates``; zeros on padded steps like the outputs).
+    ``with_gates``; zeros on padded steps like the outputs), in the cell's ``state_dtype``.
     """
-    return _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory)
+    return _recurrence(cell, inputs, lengths, state_masks, with_gates, swap_memory, recompute)
 
 
 @tf.function(reduce_retracing=True, autograph=False)
-def _recurrence(cell, projections, lengths, state_masks, with_gates, swap_memory):
-    shape = tf.shape(projections)
+def _recurrence(cell, sequence, lengths, state_masks, with_gates, swap_memory, recompute):
+    shape = tf.shape(sequence)
     steps, batch, height, width = shape[0], shape[1], shape[2], shape[3]
     # at least one step (a no-op when every length is 0), so that the accumulators have a known element shape
     iterations = tf.clip_by_value(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1, steps)
-    inputs = tf.TensorArray(projections.dtype, size=steps, element_shape=projections.shape[1:]).unstack(projections)
+    inputs = tf.TensorArray(sequence.dtype, size=steps, element_shape=sequence.shape[1:]).unstack(sequence)
     masks = None
     if state_masks is not None:
         masks = tf.TensorArray(state_masks.dtype, size=steps, element_shape=state_masks.shape[1:])
         masks = masks.unstack(state_masks)
         dropped = cell.state_names.index(cell.dropped_state)
     names = ("output", *(cell.gate_names if with_gates else ()))
-    accumulators = {name: tf.TensorArray(cell.compute_dtype, size=iterations) for name in names}
+    accumulators = {name: tf.TensorArray(cell.state_dtype, size=iterations) for name in names}
 
     shortest = tf.reduce_min(lengths)
 
+    # weights read once; the steps take them as tensors (no variable reads inside the loop)
+    weights = {"step": cell.step_weights(), **({"input": cell.input_weights()} if recompute else {})}
+
+    def cell_step(value, state, weights, *kernels):  # kernels () on the first step: the state is zero
+        projection = cell.input_projection(value, weights["input"]) if recompute else value
+        return cell.step(projection, state, kernels or None, with_gates, weights["step"])
+
+    step = cell_step
+    if recompute and not with_gates:  # keeps only the step's inputs; the backward pass reruns it under a tape
+        checkpointed = tf.recompute_grad(lambda *args: cell_step(*args)[:2])
+
+        def step(*args):
+            return (*checkpointed(*args), {})
+
     def advance(t, state, accumulators, kernels):
-        output, new_state, gates = cell.step(inputs.read(t), state, kernels, with_gates)
+        output, new_state, gates = step(inputs.read(t), state, weights, *(kernels or ()))
         if masks is not None:
             new_state = tuple(s * masks.read(t) if k == dropped else s for k, s in enumerate(new_state))
         values = {"output": output, **gates}

@@ -36,6 +36,7 @@ from utils.fsio import atomic_file  # noqa: E402
 SUMMARY_FILENAME = "model.txt"
 FEATURE_KEYS = ("x10", "x20", "x60", "doy", "year")
 LEAKY_RELU_SLOPE = 0.2
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 def per_frame(function, x: tf.Tensor) -> tf.Tensor:
@@ -64,7 +65,7 @@ class ConvBNAct(keras.layers.Layer):
     """The original's ``conv_bn_relu`` block: reflect padding, convolution without bias, batch norm, (leaky) ReLU.
 
     A kernel size of three values (the compression block's 1×1×1 conv3d) acts on (T, N, H, W, C) frame by frame;
-    its first value must be 1.
+    its first value must be 1. The convolution runs in the compute dtype; the batch norm statistics are float32.
     """
 
     def __init__(self, in_channels: int, filters: int, kernel_size: tuple[int, ...], activation: str, **kwargs):
@@ -74,23 +75,25 @@ class ConvBNAct(keras.layers.Layer):
         self.kernel = self.add_weight(shape=(*kernel_size, in_channels, filters),
                                       initializer=keras.initializers.GlorotUniform(), name="kernel")
         self.bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3, center=True, scale=True,
-                                                  synchronized=True, name="bn")
+                                                  synchronized=True, dtype=self.dtype_policy, name="bn")
         self.bn.build((None,) * len(kernel_size) + (None, filters))
         self.activation = _activation(activation)
         self.built = True
 
     def call(self, x: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if len(self.kernel.shape) == 5:
-            y = per_frame(lambda frames: reflect_conv(frames, self.kernel[0]), x)
+        x, kernel = tf.cast(x, self.compute_dtype), tf.cast(self.kernel, self.compute_dtype)
+        if len(kernel.shape) == 5:
+            y = per_frame(lambda frames: reflect_conv(frames, kernel[0]), x)
         else:
-            y = reflect_conv(x, self.kernel)
+            y = reflect_conv(x, kernel)
         return self.activation(self.bn(y, training=training))
 
 
-def make_cell(params: ModelParams, input_channels: int, name: str) -> ConvGRUCell | ConvLSTMCell:
-    """The ConvGRU or ConvLSTM cell that ``params`` describe, reading ``input_channels``."""
+def make_cell(params: ModelParams, input_channels: int, name: str, dtype=None) -> ConvGRUCell | ConvLSTMCell:
+    """The ConvGRU or ConvLSTM cell that ``params`` describe, reading ``input_channels`` (``dtype``: a Keras dtype
+    policy, default the global one)."""
     common = dict(filters=params.convrnn_filters, kernel_size=params.convrnn_kernel, input_channels=input_channels,
-                  normalize=params.convrnn_normalize, name=name)
+                  normalize=params.convrnn_normalize, name=name, dtype=dtype)
     if params.convcell == "lstm":
         return ConvLSTMCell(peephole=params.peephole, peephole_size=(params.pix10m, params.pix10m), **common)
     return ConvGRUCell(**common)
@@ -103,23 +106,25 @@ class ConvRNNLayer(keras.layers.Layer):
     (``tf.reverse_sequence`` semantics) and its outputs are reversed back. One cell serves both directions unless
     ``separate_weights``. With one cell and ``stack_directions`` (default: when a GPU is visible) both directions
     run as one batch of 2B in a single loop: fewer, larger kernels. Otherwise they run as two independent loops,
-    which the CPU executor overlaps (measured faster on CPU).
+    which the CPU executor overlaps (measured faster on CPU). ``recompute``: gradient checkpointing over time
+    (see :func:`modelzoo.cells.run_recurrence`).
     """
 
-    def __init__(self, params: ModelParams, input_channels: int, **kwargs):
+    def __init__(self, params: ModelParams, input_channels: int, recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.bidirectional = params.bidirectional
         self.swap_memory = params.swap_memory
+        self.recompute = recompute
         self.keep_prob = params.recurrent_dropout_i
         self.compression = None
         if params.convrnn_compression_filters > 0:
             self.compression = ConvBNAct(input_channels, params.convrnn_compression_filters, (1, 1, 1),
-                                         params.cnn_activation, name="comp")
+                                         params.cnn_activation, dtype=self.dtype_policy, name="comp")
             input_channels = params.convrnn_compression_filters
-        self.cell_fw = make_cell(params, input_channels, name="fw")
+        self.cell_fw = make_cell(params, input_channels, name="fw", dtype=self.dtype_policy)
         self.cell_bw = self.cell_fw
         if self.bidirectional and params.separate_weights:
-            self.cell_bw = make_cell(params, input_channels, name="bw")
+            self.cell_bw = make_cell(params, input_channels, name="bw", dtype=self.dtype_policy)
         self.seed = keras.random.SeedGenerator() if self.keep_prob < 1.0 else None
         self.stack_directions = bool(tf.config.list_physical_devices("GPU"))
         self.directions = 2 if self.bidirectional else 1
@@ -143,39 +148,40 @@ class ConvRNNLayer(keras.layers.Layer):
         def reverse(tensor):
             return reverse_valid_steps(tensor, lengths)
 
-        proj_fw = self._project(self.cell_fw, x, dropout)
+        in_fw = self._project(self.cell_fw, x, dropout)
         if dropout or self.cell_bw is not self.cell_fw:  # dropout: independent masks, as two TF1 DropoutWrappers
-            proj_bw = self._project(self.cell_bw, reverse(x), dropout)
-        else:  # the projection commutes with the per-frame time reversal: project once
-            proj_bw = reverse(proj_fw)
+            in_bw = self._project(self.cell_bw, reverse(x), dropout)
+        else:  # the projection commutes with the per-frame time reversal: project (or take the frames) once
+            in_bw = reverse(in_fw)
         if self.cell_bw is self.cell_fw and self.stack_directions:
             batch = tf.shape(x)[1]
-            out, state, gates = self._run(self.cell_fw, tf.concat([proj_fw, proj_bw], axis=1),
+            out, state, gates = self._run(self.cell_fw, tf.concat([in_fw, in_bw], axis=1),
                                           tf.concat([lengths, lengths], axis=0), dropout, with_gates)
             out_fw, out_bw = out[:, :batch], out[:, batch:]
             state_fw, state_bw = tuple(s[:batch] for s in state), tuple(s[batch:] for s in state)
             gates_fw = {name: g[:, :batch] for name, g in gates.items()}
             gates_bw = {name: g[:, batch:] for name, g in gates.items()}
         else:
-            out_fw, state_fw, gates_fw = self._run(self.cell_fw, proj_fw, lengths, dropout, with_gates)
-            out_bw, state_bw, gates_bw = self._run(self.cell_bw, proj_bw, lengths, dropout, with_gates)
+            out_fw, state_fw, gates_fw = self._run(self.cell_fw, in_fw, lengths, dropout, with_gates)
+            out_bw, state_bw, gates_bw = self._run(self.cell_bw, in_bw, lengths, dropout, with_gates)
         outputs = tf.concat([out_fw, reverse(out_bw)], axis=-1)
         final = tf.concat([self.cell_fw.feature(state_fw), self.cell_bw.feature(state_bw)], axis=-1)
         return outputs, final, {"fw": gates_fw, "bw": {name: reverse(g) for name, g in gates_bw.items()}}
 
     def _project(self, cell, x: tf.Tensor, dropout: bool) -> tf.Tensor:
-        """The cell's input projection of every frame of ``x`` (T, N, H, W, C), with input dropout if asked."""
+        """The loop inputs of the frames ``x`` (T, N, H, W, C), with input dropout if asked: the cell's input
+        projection of every frame, or with ``recompute`` the frames themselves (every step projects its own)."""
         if dropout:
             x = keras.random.dropout(x, 1.0 - self.keep_prob, seed=self.seed)
-        return per_frame(cell.input_projection, x)
+        return x if self.recompute else per_frame(cell.input_projection, x)
 
     def _run(self, cell, projections: tf.Tensor, lengths: tf.Tensor, dropout: bool, with_gates: bool):
         masks = None
         if dropout:
             shape = tf.concat([tf.shape(projections)[:-1], [cell.filters]], axis=0)
-            masks = keras.random.dropout(tf.ones(shape, dtype=projections.dtype), 1.0 - self.keep_prob,
+            masks = keras.random.dropout(tf.ones(shape, dtype=cell.state_dtype), 1.0 - self.keep_prob,
                                          seed=self.seed)
-        return run_recurrence(cell, projections, lengths, masks, with_gates, self.swap_memory)
+        return run_recurrence(cell, projections, lengths, masks, with_gates, self.swap_memory, self.recompute)
 
 
 @keras.saving.register_keras_serializable(package="mtlcc")
@@ -184,20 +190,25 @@ class SequentialEncoder(keras.Model):
 
     ``batch`` is the pipeline's dict (``x10``, ``x20``, ``x60``, ``doy``, ``year``; other keys are ignored). The
     spatial size is free: the same weights run on 24 and 48 px tiles (unless LSTM peepholes fix it to ``pix10m``).
+
+    Runtime options that leave the weights unchanged: ``dtype`` (a Keras dtype policy such as ``"mixed_float16"``:
+    convolutions in float16/bfloat16; input preparation, norm statistics, recurrent state and logits float32) and
+    ``recompute`` (gradient checkpointing over time, for long sequences).
     """
 
-    def __init__(self, params: ModelParams | Mapping[str, object], **kwargs):
+    def __init__(self, params: ModelParams | Mapping[str, object], recompute: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.params = params if isinstance(params, ModelParams) else ModelParams.from_mapping(params)
+        self.recompute = recompute
         channels = self.params.input_channels
         for index in range(1, self.params.convrnn_layers + 1):
             # attributes, not a list: tf.train.Checkpoint tracks only attributes of Keras layers
-            layer = ConvRNNLayer(self.params, channels, name=f"convrnn{index}")
+            layer = ConvRNNLayer(self.params, channels, recompute, dtype=self.dtype_policy, name=f"convrnn{index}")
             setattr(self, f"convrnn{index}", layer)
             channels = layer.output_channels
         features = sum(layer.output_channels for layer in self.rnn_layers)
         self.head = ConvBNAct(features, self.params.num_classes, self.params.classkernel, self.params.cnn_activation,
-                              name="class")
+                              dtype=self.dtype_policy, name="class")
         self.built = True
 
     @property
@@ -206,7 +217,7 @@ class SequentialEncoder(keras.Model):
         return [getattr(self, f"convrnn{index}") for index in range(1, self.params.convrnn_layers + 1)]
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "params": self.params.as_dict()}
+        return {**super().get_config(), "params": self.params.as_dict(), "recompute": self.recompute}
 
     @classmethod
     def from_config(cls, config: dict) -> SequentialEncoder:
@@ -222,7 +233,7 @@ class SequentialEncoder(keras.Model):
         missing = [key for key in FEATURE_KEYS if key not in batch]
         if missing:
             raise UserError(f"model input: batch has no {', '.join(missing)}")
-        x10, x20, x60, doy, year = (tf.cast(batch[key], self.compute_dtype) for key in FEATURE_KEYS)
+        x10, x20, x60, doy, year = (tf.cast(batch[key], tf.float32) for key in FEATURE_KEYS)
         p = self.params
         for key, tensor, bands in (("x10", x10, p.num_bands_10m), ("x20", x20, p.num_bands_20m),
                                    ("x60", x60, p.num_bands_60m)):
@@ -255,9 +266,9 @@ class SequentialEncoder(keras.Model):
         return x, lengths, outputs, finals, gates
 
     def call(self, batch: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Logits (B, H, W, num_classes): batch norm and (leaky) ReLU applied, as in the original."""
+        """Logits (B, H, W, num_classes), float32: batch norm and (leaky) ReLU applied, as in the original."""
         _, _, _, finals, _ = self._encode(batch, training)
-        return self.head(tf.concat(finals, axis=-1), training=training)
+        return tf.cast(self.head(tf.concat(finals, axis=-1), training=training), tf.float32)
 
     def encode(self, batch: Mapping[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         """``x`` (B, T, H, W, 15), ``sequence_lengths`` (B,), ``outputs`` (B, T, H, W, D·F·L: every layer's
@@ -301,9 +312,22 @@ class SequentialEncoder(keras.Model):
         return names
 
 
-def build_model(params: ModelParams) -> SequentialEncoder:
-    """The network of ``params`` with all variables created (freshly initialised)."""
-    return SequentialEncoder(params, name="mtlcc")
+def dtype_policy(mixed_precision: str | None) -> keras.DTypePolicy:
+    """The Keras dtype policy of a ``--mixed_precision`` value: none (float32), mixed_float16 or mixed_bfloat16."""
+    name = mixed_precision or "none"
+    if name not in MIXED_PRECISION:
+        raise UserError(f"--mixed_precision: {name!r} is not one of {', '.join(MIXED_PRECISION)}")
+    return keras.DTypePolicy("float32" if name == "none" else name)
+
+
+def build_model(params: ModelParams, mixed_precision: str | None = None, recompute: bool = False
+                ) -> SequentialEncoder:
+    """The network of ``params`` with all variables created (freshly initialised, float32).
+
+    ``mixed_precision`` (none, mixed_float16, mixed_bfloat16) and ``recompute`` (gradient checkpointing over time)
+    are runtime options: they change neither the variables nor ``params.ini``.
+    """
+    return SequentialEncoder(params, recompute=recompute, dtype=dtype_policy(mixed_precision), name="mtlcc")
 
 
 def per_pixel_xe(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -336,11 +360,20 @@ def masked_accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(*masked_correct(labels, logits))
 
 
-def make_optimizer(params: ModelParams) -> keras.optimizers.Adam:
+def make_optimizer(params: ModelParams, mixed_precision: str | None = None) -> keras.optimizers.Optimizer:
     """Adam with the original's settings (default lr 0.01, ε 0.9). Keras' update uses the same "ε-hat" form as TF1:
-    ``θ −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``."""
-    return keras.optimizers.Adam(learning_rate=params.learning_rate, beta_1=params.beta1, beta_2=params.beta2,
+    ``θ −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``.
+
+    With ``mixed_precision="mixed_float16"`` it is wrapped in a dynamic ``LossScaleOptimizer``: a training step
+    computes the gradients of ``optimizer.scale_loss(loss)`` (the loss itself for the other settings) and
+    ``apply_gradients`` unscales them and skips steps with non-finite gradients. Build it
+    (``optimizer.build(variables)``) before tracing a step, so that the traced step reads the current loss scale.
+    """
+    adam = keras.optimizers.Adam(learning_rate=params.learning_rate, beta_1=params.beta1, beta_2=params.beta2,
                                  epsilon=params.epsilon)
+    if dtype_policy(mixed_precision).compute_dtype == "float16":
+        return keras.optimizers.LossScaleOptimizer(adam)
+    return adam
 
 
 def model_summary(model: SequentialEncoder) -> str:

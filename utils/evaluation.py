@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from modelzoo.seqencmodel import SequentialEncoder, per_pixel_xe
+from modelzoo.seqencmodel import SequentialEncoder, build_model, per_pixel_xe
 from utils.cli import UserError
 from utils.dataset import ClassList, Dataset, translate_errors
 from utils.fsio import atomic_file
@@ -81,6 +81,7 @@ class Settings:
     checkpoint: str | None = None
     allow_untrained: bool = False
     verbose: bool = False
+    mixed_precision: str = "none"
 
 
 @dataclass
@@ -111,11 +112,13 @@ def warn(message: str) -> None:
 
 
 def load_model(folder: ModelFolder, classes: ClassList, classes_file: Path, checkpoint: str | None = None,
-               allow_untrained: bool = False) -> tuple[SequentialEncoder, str | None, int]:
+               allow_untrained: bool = False, mixed_precision: str = "none"
+               ) -> tuple[SequentialEncoder, str | None, int]:
     """The network of ``folder`` with its checkpoint restored: ``(model, checkpoint prefix or None, global step)``.
 
     The model's ``num_classes`` must equal the classes of ``classes.txt`` (without unknown). Without a checkpoint the
     randomly initialised network is returned only when ``allow_untrained`` (the original did so silently).
+    ``mixed_precision`` (none, mixed_float16, mixed_bfloat16) sets the network's dtype policy.
     """
     params_file = folder.path / "params.ini"
     if folder.params.num_classes != classes.num_classes:
@@ -125,7 +128,7 @@ def load_model(folder: ModelFolder, classes: ClassList, classes_file: Path, chec
     if prefix is None and not allow_untrained:
         raise UserError(f"{folder.path}: no checkpoint in the model folder (train the model first, or pass "
                         "--allow_untrained to evaluate its random initial weights)")
-    model = folder.build_model()
+    model = build_model(folder.params, mixed_precision=mixed_precision)
     if prefix is None:
         return model, None, 0
     state = TrainingState(model)
@@ -317,7 +320,7 @@ def evaluate(settings: Settings) -> Result:
     dataset = Dataset(settings.datadir, settings.section, temporal_samples=None)
     classes = dataset.classes
     model, prefix, step = load_model(folder, classes, dataset.root / "classes.txt", settings.checkpoint,
-                                     settings.allow_untrained)
+                                     settings.allow_untrained, settings.mixed_precision)
     if prefix is None:
         warn(f"{folder.path}: no checkpoint; evaluating the randomly initialised network (--allow_untrained)")
     files = dataset.tile_files(settings.partition, settings.fold)
@@ -412,7 +415,7 @@ def _write_reports(settings: Settings, classes: ClassList, matrix: ConfusionMatr
     storedir = settings.storedir
     run = {"modeldir": str(settings.modeldir), "checkpoint": checkpoint, "global_step": step,
            "datadir": str(settings.datadir), "section": settings.section, "partition": settings.partition,
-           "fold": settings.fold}
+           "fold": settings.fold, "mixed_precision": settings.mixed_precision}
     metrics = write_reports(storedir, matrix.matrix, classes.ids, classes.names,
                             extra={"num_tiles": len(tileids), "run": run})
     write_confusion_png(storedir / CONFUSION_PNG, matrix.matrix, classes.names)

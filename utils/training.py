@@ -12,6 +12,10 @@ The step is distributed with ``tf.distribute``: each replica computes the cross-
 of its slice of the global batch, divides it by the valid-pixel count of the whole global batch (all-reduced), and
 Keras' optimizer sums the replicas' gradients. The loss is thus the mean over all valid pixels of the global batch,
 as on one device.
+
+Runtime options that change neither the weights nor the checkpoints: ``mixed_precision`` (convolutions in float16 or
+bfloat16; float16 steps scale the loss dynamically, the scale itself is not checkpointed) and ``recompute``
+(gradient checkpointing over time: less memory for long sequences, about one more forward pass per step).
 """
 
 from __future__ import annotations
@@ -36,7 +40,14 @@ from tensorflow.core.framework import summary_pb2
 from tqdm import tqdm
 
 from modelzoo.params import ModelParams
-from modelzoo.seqencmodel import make_optimizer, masked_correct, masked_xe_sum, model_summary
+from modelzoo.seqencmodel import (
+    MIXED_PRECISION,
+    build_model,
+    make_optimizer,
+    masked_correct,
+    masked_xe_sum,
+    model_summary,
+)
 from utils.cli import UserError
 from utils.dataset import Dataset, translate_errors
 from utils.modelfolder import ModelFolder, TrainingState
@@ -80,6 +91,8 @@ class TrainingOptions:
     optimizer: dict[str, float] = dataclasses.field(default_factory=dict)  # overrides of params.ini
     schedule: str = "constant"
     verbose: bool = False
+    mixed_precision: str = "none"
+    recompute: bool = False
 
     def __post_init__(self) -> None:
         positive = ("batchsize", "save_frequency", "summary_frequency")
@@ -94,6 +107,8 @@ class TrainingOptions:
         if self.validation_partition not in VALIDATION_PARTITIONS:
             raise UserError(f"--validation_partition {self.validation_partition!r} is not one of "
                             f"{', '.join(VALIDATION_PARTITIONS)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise UserError(f"--mixed_precision {self.mixed_precision!r} is not one of {', '.join(MIXED_PRECISION)}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"--schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
         unknown = set(self.optimizer) - set(OPTIMIZER_FLAGS)
@@ -253,21 +268,26 @@ def optimizer_params(params: ModelParams, overrides: dict[str, float]) -> ModelP
 
 
 def build_training_state(folder: ModelFolder, params: ModelParams, strategy: tf.distribute.Strategy,
-                         schedule: str = "constant", total_steps: int = 1) -> TrainingState:
+                         schedule: str = "constant", total_steps: int = 1, mixed_precision: str = "none",
+                         recompute: bool = False) -> tuple[TrainingState, keras.optimizers.Optimizer]:
     """The network of ``folder``, Adam configured by ``params`` (its slots created) and the counters, all made under
     ``strategy``: the one place where the trained network and its optimizer are built.
 
-    ``schedule`` ``cosine`` decays the learning rate from ``params.learning_rate`` to 0 over ``total_steps``.
+    ``schedule`` ``cosine`` decays the learning rate from ``params.learning_rate`` to 0 over ``total_steps``;
+    ``mixed_precision`` and ``recompute`` are passed to :func:`build_model`. Returns the checkpointed state (with
+    Adam itself) and the optimizer that applies the steps: Adam, or for ``mixed_float16`` the loss-scaling
+    optimizer around it (the gradients are those of ``optimizer.scale_loss(loss)``).
     """
     with strategy.scope():
-        model = folder.build_model()
-        optimizer = make_optimizer(params)
+        model = build_model(folder.params, mixed_precision, recompute)
+        optimizer = make_optimizer(params, mixed_precision)
         if schedule == "cosine":
             optimizer.learning_rate = keras.optimizers.schedules.CosineDecay(params.learning_rate,
                                                                              max(total_steps, 1))
-        state = TrainingState(model, optimizer)
-        state.build_optimizer()  # the slots now: a tf.function must not create variables under a strategy
-    return state
+        state = TrainingState(model, getattr(optimizer, "inner_optimizer", optimizer))
+        if not optimizer.built:  # the loss scale now: a tf.function must not create variables under a strategy
+            optimizer.build(model.trainable_variables)
+    return state, optimizer
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
@@ -447,8 +467,9 @@ class Trainer:
         self.sections = load_sections(options, folder.params.num_classes)
         self.num_samples = sum(len(self.sections[name].train_ids) for name in options.train_on)
         self.target_samples = options.epochs * self.num_samples
-        self.state = build_training_state(folder, self.params, self.strategy, options.schedule,
-                                          math.ceil(self.target_samples / options.batchsize))
+        self.state, self.optimizer = build_training_state(
+            folder, self.params, self.strategy, options.schedule, math.ceil(self.target_samples / options.batchsize),
+            options.mixed_precision, options.recompute)
         self.restored = self._restore()
         self._train_step = tf.function(self._distributed_step)
         self._eval_step = tf.function(self._evaluate_batch, reduce_retracing=True)
@@ -530,6 +551,9 @@ class Trainer:
         lines.append(f"validation every {options.summary_frequency} steps: {amount} batches of full series of the "
                      f"{options.validation_partition} partition of {', '.join(options.validate_on)}, batch norm in "
                      f"inference mode")
+        if options.mixed_precision != "none" or options.recompute:
+            lines.append(f"runtime options: --mixed_precision {options.mixed_precision}, --recompute "
+                         f"{options.recompute}")
         if options.seed is not None:
             lines.append(f"seed {options.seed}: deterministic ops")
         if options.verbose:
@@ -546,9 +570,10 @@ class Trainer:
             context = tf.distribute.get_replica_context()
             totals = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(tf.concat([local, [stop]], 0)))
             loss = local[0] / tf.maximum(totals[1], 1.0)  # this replica's share of the global-batch mean
+            scaled = self.optimizer.scale_loss(loss)  # the loss itself unless mixed_float16
         variables = model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        self.state.optimizer.apply_gradients(zip(gradients, variables, strict=True))  # sums across replicas
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))  # sums across replicas
         return totals
 
     def _distributed_step(self, iterator, stop: tf.Tensor) -> tf.Tensor:
