@@ -16,9 +16,7 @@ import contextlib
 import io
 import json
 import math
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fresh_process import peak_rss_mib, run_fresh  # noqa: E402
 
 from modelzoo.params import ModelParams, write_params_ini  # noqa: E402
 from utils.cli import run  # noqa: E402
@@ -108,17 +108,8 @@ def child(argv: Sequence[str]) -> None:
         result = forward_only(root, modeldir, fold, batchsize)
     else:
         result = end_to_end(root, modeldir, fold, batchsize, Path(storedir))
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
-
-
-def measure(mode: str, root: Path, modeldir: Path, fold: int, batchsize: int, storedir: Path) -> dict:
-    command = [sys.executable, __file__, "--child", mode, str(root), str(modeldir), str(fold), str(batchsize),
-               str(storedir)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -139,10 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         root = make_root(work / "synthetic" / "480", work / "root", args.tiles)
         modeldir = make_model(work / "model", args.filters)
         rows = []
-        forward = measure("forward", root, modeldir, 0, args.batchsize, work / "unused")
+        forward = run_fresh(__file__, "forward", root, modeldir, 0, args.batchsize, work / "unused")
         rows.append(("forward pass only", args.tiles[0], forward, "-"))
         for fold, size in enumerate(args.tiles):
-            result = measure("evaluate", root, modeldir, fold, args.batchsize, work / f"out{fold}")
+            result = run_fresh(__file__, "evaluate", root, modeldir, fold, args.batchsize, work / f"out{fold}")
             overlap = f"forward {result['forward']:.1f} s, writer wait {result['writer_wait']:.1f} s"
             rows.append(("evaluate -t -c", size, result, overlap))
             shutil.rmtree(work / f"out{fold}")

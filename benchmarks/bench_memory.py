@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -22,13 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fresh_process import peak_rss_mib, run_fresh  # noqa: E402
+
 from utils.cli import run  # noqa: E402
 
 STEPS = 3
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(cell: str, filters: int, batchsize: int, dates: int, size: int, recompute: bool) -> dict:
@@ -51,14 +47,6 @@ def child(cell: str, filters: int, batchsize: int, dates: int, size: int, recomp
     return {"before": before, "peak": peak_rss_mib(), "seconds": min(seconds[1:])}
 
 
-def measure(*args: object) -> dict:
-    command = [sys.executable, __file__, "--child", *map(str, args)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark run failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cell", default="gru", choices=["gru", "lstm"])
@@ -77,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| dates | recompute | before | peak | step | step s |\n|---|---|---|---|---|---|")
     for dates in args.dates:
         for recompute in (False, True):
-            result = measure(args.cell, args.filters, args.batchsize, dates, args.size, recompute)
+            result = run_fresh(__file__, args.cell, args.filters, args.batchsize, dates, args.size, recompute)
             print(f"| {dates} | {'on' if recompute else 'off'} | {result['before']:.0f} | {result['peak']:.0f} | "
                   f"{result['peak'] - result['before']:.0f} | {result['seconds']:.2f} |", flush=True)
 
