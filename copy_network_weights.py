@@ -69,8 +69,8 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
                 skipped.append((name, "not in the target"))
             elif name not in source:
                 skipped.append((name, "not in the source (the target's value is kept)"))
-            elif shape_mismatch(name, name):
-                skipped.append((name, shape_mismatch(name, name)))
+            elif problem := shape_mismatch(name, name):
+                skipped.append((name, problem))
             else:
                 pairs[name] = name
         return pairs, skipped
@@ -90,8 +90,8 @@ def select_variables(source: Mapping[str, np.ndarray], target: Mapping[str, np.n
             trg = f"{trg_scope}{src[len(src_scope):]}"
             if trg not in target:
                 skipped.append((src, f"no '{trg}' in the target"))
-            elif shape_mismatch(src, trg):
-                skipped.append((src, shape_mismatch(src, trg)))
+            elif problem := shape_mismatch(src, trg):
+                skipped.append((src, problem))
             else:
                 pairs[trg] = src
     return pairs, skipped
