@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recompute the recurrent activations in the backward pass (gradient checkpointing over "
                              "time): less memory for long sequences, about a third more time per step",
                         **bool_flag)
+    parser.add_argument("--bn_recalibration_batches", type=int, default=0,
+                        help="before every validation and checkpoint, replace the batch norms' moving averages by "
+                             "their statistics under the current weights over N training batches per section, every "
+                             "date of each tile as in evaluation ('precise BN'; 0: the original's moving averages)")
     return parser
 
 
@@ -130,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         save_every_n_hours=args.save_every_n_hours, validation_partition=args.validation_partition,
         validation_batches=args.validation_batches, seed=args.seed, schedule=args.schedule, verbose=args.verbose,
         optimizer={name: getattr(args, name) for name in OPTIMIZER_FLAGS if getattr(args, name) is not None},
-        mixed_precision=args.mixed_precision, recompute=args.recompute)
+        mixed_precision=args.mixed_precision, recompute=args.recompute,
+        bn_recalibration_batches=args.bn_recalibration_batches)
     trainer = Trainer(folder, options, strategy)
     print(trainer.describe())
     stopped = trainer.run()

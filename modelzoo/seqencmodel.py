@@ -216,6 +216,11 @@ class SequentialEncoder(keras.Model):
         """The ConvRNN layers, first to last."""
         return [getattr(self, f"convrnn{index}") for index in range(1, self.params.convrnn_layers + 1)]
 
+    @property
+    def batch_norms(self) -> list[keras.layers.BatchNormalization]:
+        """Every batch norm of the network, input to output: the compression blocks' (if any), then the head's."""
+        return [layer.compression.bn for layer in self.rnn_layers if layer.compression is not None] + [self.head.bn]
+
     def get_config(self) -> dict:
         return {**super().get_config(), "params": self.params.as_dict(), "recompute": self.recompute}
 

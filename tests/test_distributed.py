@@ -1,6 +1,7 @@
 """tf.distribute: two replicas (two logical CPUs, or two worker processes on loopback) give the same weights after
 N steps as one device with the same global batch: the loss is the mean over the valid pixels of the global batch,
-gradients are summed over the replicas and batch norm uses the statistics of the global batch."""
+gradients are summed over the replicas and batch norm uses the statistics of the global batch, in training and in
+the recalibration of its population statistics before the final checkpoint."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 # 2 batches of 4 tiles per section and 2 sections: one epoch = 4 steps
 COMMON = ["-b", "4", "--train_on", "2016", "2017", "--limit_batches", "2", "-e", "1", "--seed", "5",
-          "--validation_batches", "1", "--summary_frequency", "100"]
+          "--validation_batches", "1", "--summary_frequency", "100", "--bn_recalibration_batches", "1"]
 
 
 def model_folder(path: Path) -> Path:

@@ -226,6 +226,73 @@ def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tm
     assert totals.xe_sum == pytest.approx(expected[0], rel=1e-5)
 
 
+def spy_on_batch_norm_inputs(model) -> list[list[np.ndarray]]:
+    """Record the input of every batch norm of ``model`` on each (eager) call: one list per layer."""
+    recorded: list[list[np.ndarray]] = []
+    for bn in model.batch_norms:
+        inputs: list[np.ndarray] = []
+        recorded.append(inputs)
+
+        def call(x, *args, original=bn.call, inputs=inputs, **kwargs):
+            inputs.append(np.asarray(x, np.float64))
+            return original(x, *args, **kwargs)
+        bn.call = call
+    return recorded
+
+
+def test_batch_norm_recalibration_sets_the_mean_of_the_batch_moments(tmp_path, synthetic_root):
+    """Precise BN: every batch norm (here a compression block's and the head's) gets the mean over the
+    recalibration batches (full series of training tiles) of its input's per-batch mean and variance under the
+    current weights."""
+    folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, convrnn_compression_filters=6))
+    options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016", "2017"), batchsize=4,
+                              temporal_samples=8, bn_recalibration_batches=3)
+    trainer = Trainer(ModelFolder(folder), options)
+    model = trainer.state.model
+    assert len(model.batch_norms) == 2
+    trainer.recalibrate_batch_norm()
+    actual = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in model.batch_norms]
+
+    recorded = spy_on_batch_norm_inputs(model)
+    for index, name in enumerate(options.train_on):
+        stream = iter(training.distributed_training_input(trainer.strategy, trainer.sections[name], options,
+                                                          training.RECALIBRATION_SEED + index, full_series=True))
+        for _ in range(3):
+            model(next(stream), training=True)
+    for inputs, (mean, variance) in zip(recorded, actual, strict=True):
+        assert len(inputs) == 6
+        axes = tuple(range(inputs[0].ndim - 1))
+        np.testing.assert_allclose(mean, np.mean([x.mean(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(variance, np.mean([x.var(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
+        assert np.abs(mean).max() > 0.05 and variance.min() > 0  # not the initial zeros and ones
+    assert recorded[0][0].shape[0] > options.temporal_samples  # time-major compression input: every date
+
+
+def test_training_recalibrates_batch_norm_before_validation_and_checkpoints(tmp_path, synthetic_root, capsys):
+    folders = [make_model_folder(tmp_path / name) for name in ("plain", "recalibrated")]
+    for folder, extra in zip(folders, ([], ["--bn_recalibration_batches", "2"]), strict=True):
+        train.main(train_args(folder, synthetic_root, "-e", "1", "--seed", "3", "--summary_frequency", "2",
+                              "--save_frequency", "100", *extra))
+    out = capsys.readouterr().out
+    assert "re-estimated with the current weights over 2 training batches per section, every date" in out
+    plain, recalibrated = (read_checkpoint(folder / "model.ckpt-4") for folder in folders)
+    for name in plain:  # the same training: only the batch norm statistics differ
+        if "moving_" not in name:
+            np.testing.assert_array_equal(plain[name], recalibrated[name], err_msg=name)
+    assert np.abs(plain["class/bn/moving_mean"] - recalibrated["class/bn/moving_mean"]).max() > 1e-3
+    # the checkpoint holds the statistics of its own weights
+    options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016", "2017"), batchsize=4,
+                              temporal_samples=8, limit_batches=2, bn_recalibration_batches=2)
+    trainer = Trainer(ModelFolder(folders[1]), options)
+    trainer.recalibrate_batch_norm()
+    bn = trainer.state.model.head.bn
+    np.testing.assert_allclose(bn.moving_mean.numpy(), recalibrated["class/bn/moving_mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), recalibrated["class/bn/moving_variance"], rtol=1e-5)
+    # and validation used them: its accuracy differs from the plain run's at the same weights
+    last = [[r["oa"] for r in read_log(folder) if r["partition"] == "test"][-2:] for folder in folders]
+    assert last[0] != last[1]
+
+
 def test_loss_decreases_on_a_tiny_dataset(tmp_path, synthetic_root, capsys):
     folder = make_model_folder(tmp_path / "m")
     train.main([str(folder), "--datadir", str(synthetic_root / "240"), "-t", "8", "-b", "4", "--limit_batches", "1",

@@ -65,6 +65,7 @@ SCALAR_METADATA = summary_pb2.SummaryMetadata(
     plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
     data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
 VALIDATION_SEED = 0  # the validation tiles are the same at every summary and in every run
+RECALIBRATION_SEED = 1  # so are the training batches of the batch-norm recalibration
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,14 @@ class TrainingOptions:
     verbose: bool = False
     mixed_precision: str = "none"
     recompute: bool = False
+    bn_recalibration_batches: int = 0
 
     def __post_init__(self) -> None:
         positive = ("batchsize", "save_frequency", "summary_frequency")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} = {getattr(self, name)} must be at least 1")
-        for name in ("epochs", "prefetch", "max_models_to_keep"):
+        for name in ("epochs", "prefetch", "max_models_to_keep", "bn_recalibration_batches"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} = {getattr(self, name)} must not be negative")
         if self.validation_batches == 0 or self.validation_batches < -1:
@@ -225,8 +227,9 @@ def load_sections(options: TrainingOptions, num_classes: int) -> dict[str, Secti
 
 
 def distributed_training_input(strategy: tf.distribute.Strategy, section: Section, options: TrainingOptions,
-                               seed: int | None) -> tf.distribute.DistributedDataset:
-    """The endless training stream of a section, split so that the replicas together see one global batch.
+                               seed: int | None, full_series: bool = False) -> tf.distribute.DistributedDataset:
+    """The endless training stream of a section, split so that the replicas together see one global batch;
+    ``full_series``: every date of each tile instead of ``temporal_samples``.
 
     Each worker reads its own share of the files (file ``i`` of the sorted list goes to worker ``i mod W``) and
     batches it per replica; on one worker the replicas take consecutive per-replica batches, i.e. the same global
@@ -239,7 +242,8 @@ def distributed_training_input(strategy: tf.distribute.Strategy, section: Sectio
                             f"{context.num_input_pipelines} workers")
         return section.dataset.pipeline("train", options.fold, context.get_per_replica_batch_size(options.batchsize),
                                         shuffle=options.shuffle, seed=seed, repeat=True, tileids=shard,
-                                        drop_remainder=True, prefetch=options.prefetch or None)
+                                        drop_remainder=True, prefetch=options.prefetch or None,
+                                        **({"temporal_samples": None} if full_series else {}))
 
     return strategy.distribute_datasets_from_function(make)
 
@@ -473,6 +477,8 @@ class Trainer:
         self.restored = self._restore()
         self._train_step = tf.function(self._distributed_step)
         self._eval_step = tf.function(self._evaluate_batch, reduce_retracing=True)
+        self._moments_step = tf.function(self._batch_moments)
+        self._recalibrated_step: int | None = None
 
     # -- state
 
@@ -551,6 +557,10 @@ class Trainer:
         lines.append(f"validation every {options.summary_frequency} steps: {amount} batches of full series of the "
                      f"{options.validation_partition} partition of {', '.join(options.validate_on)}, batch norm in "
                      f"inference mode")
+        if options.bn_recalibration_batches:
+            lines.append(f"batch norm: population statistics re-estimated with the current weights over "
+                         f"{options.bn_recalibration_batches} training batches per section, every date of each tile "
+                         f"(as in evaluation), before every validation and checkpoint (not on a stop signal)")
         if options.mixed_precision != "none" or options.recompute:
             lines.append(f"runtime options: --mixed_precision {options.mixed_precision}, --recompute "
                          f"{options.recompute}")
@@ -586,6 +596,43 @@ class Trainer:
         """One step on the next global batch of ``iterator``: ``[xe_sum, valid, correct, stop requests]`` summed
         over all replicas."""
         return self._train_step(iterator, tf.constant(float(stop))).numpy()
+
+    def _batch_moments(self, iterator) -> list[tf.Tensor]:
+        """Mean and variance of every batch norm's input over the next global batch: the moving averages are
+        zeroed, one forward pass in training mode updates them to (1 - momentum) × the batch moments."""
+        layers = self.state.model.batch_norms
+        for bn in layers:
+            for variable in (bn.moving_mean, bn.moving_variance):
+                variable.assign(tf.zeros_like(variable))
+        self.strategy.run(lambda batch: self.state.model(batch, training=True), args=(next(iterator),))
+        return [variable / (1.0 - bn.momentum) for bn in layers for variable in (bn.moving_mean, bn.moving_variance)]
+
+    def recalibrate_batch_norm(self) -> None:
+        """Re-estimate every batch norm's population statistics with the current weights ("precise BN"): the mean
+        of the per-batch moments over ``bn_recalibration_batches`` global training batches of each training section
+        replaces the moving averages. The batches hold every date of their tiles, as the network sees them in
+        evaluation, and are the same tiles every time.
+
+        With small batches and moving weights the moving averages (momentum 0.9) lag behind the network; and when
+        training samples fewer dates than a tile has, the statistics of the final states differ between training
+        and evaluation. Both can put the inference-mode accuracy of a checkpoint far below its training accuracy.
+        Every worker must call this.
+        """
+        options = self.options
+        sums = None
+        with translate_errors():
+            for index, name in enumerate(options.train_on):
+                iterator = iter(distributed_training_input(self.strategy, self.sections[name], options,
+                                                           RECALIBRATION_SEED + index, full_series=True))
+                for _ in range(options.bn_recalibration_batches):
+                    moments = [value.numpy().astype(np.float64) for value in self._moments_step(iterator)]
+                    sums = moments if sums is None else [total + value for total, value in zip(sums, moments,
+                                                                                              strict=True)]
+        count = options.bn_recalibration_batches * len(options.train_on)
+        variables = [variable for bn in self.state.model.batch_norms
+                     for variable in (bn.moving_mean, bn.moving_variance)]
+        for variable, total in zip(variables, sums, strict=True):
+            variable.assign((total / count).astype(np.float32))
 
     def _evaluate_batch(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         return pixel_totals(batch["labels"], self.state.model(batch, training=False))
@@ -635,12 +682,12 @@ class Trainer:
                     if step % options.summary_frequency == 0:
                         self._summarize(log, progress, validation, run)
                     if step % options.save_frequency == 0:
-                        self._report_save(progress)
+                        self._report_save(progress, recalibrate=True)
                         saved_step = step
                 if stopped is None and any(totals.count for totals in run.since_summary.values()):
                     self._summarize(log, progress, validation, run)
                 if saved_step != self.global_step:
-                    self._report_save(progress)
+                    self._report_save(progress, recalibrate=stopped is None)  # a signal leaves no time for it
         finally:
             progress.close()
             log.close()
@@ -649,7 +696,15 @@ class Trainer:
                   f"run the same command again to resume")
         return stopped
 
-    def _report_save(self, progress: Progress) -> None:
+    def _recalibrate_once(self) -> None:
+        """Recalibrate the batch norms if asked to and not done yet at this step."""
+        if self.options.bn_recalibration_batches and self._recalibrated_step != self.global_step:
+            self.recalibrate_batch_norm()
+            self._recalibrated_step = self.global_step
+
+    def _report_save(self, progress: Progress, recalibrate: bool) -> None:
+        if recalibrate:
+            self._recalibrate_once()
         prefix = self.save()
         if prefix is not None:
             progress.message(f"saved {Path(prefix).name}")
@@ -662,6 +717,7 @@ class Trainer:
     def _summarize(self, log: TrainingLog, progress: Progress, validation: dict[str, tf.data.Dataset],
                    run: _RunState) -> None:
         """Log the training steps since the last summary and the validation tiles of every section."""
+        self._recalibrate_once()
         step, samples, epoch, learning_rate = self.global_step, self.samples_seen, self.epoch, self.learning_rate
         progress.message(f"step {step}: epoch {epoch:.2f} of {self.options.epochs}, {samples} tiles seen, "
                          f"learning rate {learning_rate:.3g}")
