@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo: the original README's sequence on the synthetic data, with a ConvGRU of 64 filters trained briefly
-# with the original's optimizer defaults (lr 0.01, epsilon 0.9). About 9 minutes on a 2-core CPU. The model of
-# benchmarks/RESULTS.md "Learning" (about an hour): make demo DEMO_EPOCHS=36 \
-#   DEMO_TRAIN_FLAGS="--learning_rate 2e-3 --epsilon 1e-7 --schedule cosine"
+# with the original's optimizer defaults (lr 0.01, epsilon 0.9) and batch-norm statistics re-estimated before every
+# validation and checkpoint. About 10 minutes on a 2-core CPU. DEMO_EPOCHS and DEMO_TRAIN_FLAGS change the training
+# (e.g. DEMO_TRAIN_FLAGS="--learning_rate 2e-3 --epsilon 1e-7 --schedule cosine"); the hour-long model of
+# benchmarks/RESULTS.md "Learning" is trained by: python benchmarks/learning.py --runs precise
 DEMO_EPOCHS ?= 5
 DEMO_TRAIN_FLAGS ?=
 TILE = $$(head -n 1 $(DATA)/480/tileids/eval.tileids)
@@ -31,10 +32,10 @@ demo: $(STAMP)
 	@echo "== 2/8 a ConvGRU network for 24 px tiles"
 	$(PY) modelzoo/seqencmodel.py --modelfolder $(RUN)/convgru64 --convrnn_filters 64 --convcell gru \
 		--num_classes 17 --pix10m 24
-	@echo "== 3/8 training with the original defaults, $(DEMO_EPOCHS) epochs of both years"
+	@echo "== 3/8 training with the original optimizer defaults, $(DEMO_EPOCHS) epochs of both years, precise batch norm"
 	$(PY) train.py $(RUN)/convgru64 --datadir $(DATA)/240 --temporal_samples 30 --epochs $(DEMO_EPOCHS) \
 		--shuffle True --batchsize 4 --train_on 2016 2017 --seed 0 --summary_frequency 86 --save_frequency 86 \
-		$(DEMO_TRAIN_FLAGS)
+		--bn_recalibration_batches 16 $(DEMO_TRAIN_FLAGS)
 	@echo "== 4/8 evaluation on the 24 px eval tiles of 2016: GeoTIFFs, PNG maps, metrics"
 	$(PY) evaluate.py $(RUN)/convgru64 --datadir $(DATA)/240 --storedir $(RUN)/eval24 --writetiles \
 		--batchsize 8 --dataset 2016

@@ -1,5 +1,6 @@
-"""evaluate.py end to end (every per-tile file: -t -c) against the model's forward pass alone over the same tiles,
-and the peak memory of evaluations of different numbers of tiles, which must not grow with them.
+"""evaluate.py end to end against the model's forward pass alone over the same tiles, with its default outputs
+(metrics, truepred.npy) and with every per-tile file (-t -c), and the peak memory of evaluations of different
+numbers of tiles, which must not grow with them.
 
     python benchmarks/bench_evaluate.py                          # 500 and 2,000 tiles of 48 px, F = 8
     python benchmarks/bench_evaluate.py --tiles 50 200 --filters 4
@@ -22,6 +23,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -87,12 +90,12 @@ def forward_only(root: Path, modeldir: Path, fold: int, batchsize: int) -> dict:
     return {"tiles": tiles, "seconds": time.perf_counter() - start}
 
 
-def end_to_end(root: Path, modeldir: Path, fold: int, batchsize: int, storedir: Path) -> dict:
-    """evaluate.py with --writetiles --writeconfidences (printing silenced)."""
+def end_to_end(root: Path, modeldir: Path, fold: int, batchsize: int, storedir: Path, files: bool) -> dict:
+    """evaluate.py, with --writetiles --writeconfidences if ``files`` (printing silenced)."""
     from utils.evaluation import Settings, evaluate
 
     settings = Settings(modeldir=modeldir, datadir=root, storedir=storedir, section=SECTION, partition="test",
-                        fold=fold, batchsize=batchsize, writetiles=True, writeconfidences=True)
+                        fold=fold, batchsize=batchsize, writetiles=files, writeconfidences=files)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         result = evaluate(settings)
     timings = result.timings
@@ -107,7 +110,7 @@ def child(argv: Sequence[str]) -> None:
     if mode == "forward":
         result = forward_only(root, modeldir, fold, batchsize)
     else:
-        result = end_to_end(root, modeldir, fold, batchsize, Path(storedir))
+        result = end_to_end(root, modeldir, fold, batchsize, Path(storedir), files=mode == "files")
     result["peak_rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
 
@@ -117,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tiles", type=int, nargs="+", default=[500, 2000], help="evaluation sizes (tiles)")
     parser.add_argument("--filters", type=int, default=8, help="ConvGRU filters F of the model (default 8)")
     parser.add_argument("--batchsize", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="times to run the forward pass, evaluate and evaluate -t -c on the first size, "
+                             "interleaved (the ratios are their medians: a shared machine drifts)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -130,19 +136,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         root = make_root(work / "synthetic" / "480", work / "root", args.tiles)
         modeldir = make_model(work / "model", args.filters)
         rows = []
-        forward = run_fresh(__file__, "forward", root, modeldir, 0, args.batchsize, work / "unused")
-        rows.append(("forward pass only", args.tiles[0], forward, "-"))
-        for fold, size in enumerate(args.tiles):
-            result = run_fresh(__file__, "evaluate", root, modeldir, fold, args.batchsize, work / f"out{fold}")
+        ratios: dict[str, list[float]] = {"evaluate": [], "evaluate -t -c": []}
+
+        def files_row(fold: int, size: int) -> dict:
+            result = run_fresh(__file__, "files", root, modeldir, fold, args.batchsize, work / f"out{fold}")
             overlap = f"forward {result['forward']:.1f} s, writer wait {result['writer_wait']:.1f} s"
             rows.append(("evaluate -t -c", size, result, overlap))
             shutil.rmtree(work / f"out{fold}")
+            return result
+
+        for _ in range(args.repeats):
+            forward = run_fresh(__file__, "forward", root, modeldir, 0, args.batchsize, work / "unused")
+            rows.append(("forward pass only", args.tiles[0], forward, "-"))
+            plain = run_fresh(__file__, "plain", root, modeldir, 0, args.batchsize, work / "plain")
+            rows.append(("evaluate", args.tiles[0], plain, f"forward {plain['forward']:.1f} s"))
+            shutil.rmtree(work / "plain")
+            ratios["evaluate"].append(plain["seconds"] / forward["seconds"])
+            ratios["evaluate -t -c"].append(files_row(0, args.tiles[0])["seconds"] / forward["seconds"])
+        for fold, size in enumerate(args.tiles[1:], start=1):
+            files_row(fold, size)
     print(f"{PIX} px tiles, nobs 46, ConvGRU F={args.filters}, batch {args.batchsize}, CPU; -t -c writes 21 GeoTIFFs "
           "and 4 PNGs per tile")
     print(f"{'run':<20}{'tiles':>7}{'seconds':>10}{'ms/tile':>10}{'peak RSS MiB':>14}   notes")
     for name, size, result, notes in rows:
         print(f"{name:<20}{size:>7}{result['seconds']:>10.1f}{1000 * result['seconds'] / result['tiles']:>10.1f}"
               f"{result['peak_rss_mib']:>14.0f}   {notes}")
+    for name, values in ratios.items():
+        print(f"{name} / forward pass, {args.tiles[0]} tiles: median {np.median(values):.2f} "
+              f"({', '.join(f'{value:.2f}' for value in values)})")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,14 @@
 """The documented learning runs of benchmarks/RESULTS.md ("Learning"): does the faithful network learn, and how fast?
 
 A ConvGRU with 64 filters is trained with ``train.py`` (``--temporal_samples 30 --batchsize 4 --train_on 2016
-2017``, seed 0) on the default synthetic 24 px dataset, once per optimizer setting, each for a wall-clock budget
+2017``, seed 0) on the default synthetic 24 px dataset, once per setting of RUNS, each for a wall-clock budget
 (then stopped with SIGTERM, which saves a checkpoint). Validation runs on the whole eval partition of both years
 every ``--summary_frequency`` steps. The learning curves are printed as Markdown tables from the runs'
 ``training_log.csv``; a second call resumes unfinished runs and reprints the tables.
 
     python benchmarks/learning.py                      # original and tuned, 60 minutes each, in tmp/learning
     python benchmarks/learning.py --runs tuned --minutes 30
+    python benchmarks/learning.py --runs precise alldates --summary_frequency 430
     python benchmarks/learning.py --report             # only the tables
 """
 
@@ -35,13 +36,21 @@ RUNS = {
     "adam": ("Adam lr 0.001, ε 1e-7, constant", ["--learning_rate", "1e-3", "--epsilon", "1e-7"]),
     "tuned": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 36 epochs",
               ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "36"]),
+    "precise": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 45 epochs, mixed_bfloat16, batch norm recalibrated "
+                "over 32 full-series batches per year before every validation",
+                ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "45",
+                 "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]),
+    "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 36 epochs",
+                 ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "36",
+                  "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32",
+                  "--temporal_samples", "46"]),
 }
 SECTIONS = ("2016", "2017")
 GOAL = 0.85
 
 
 def training_command(folder: Path, root: Path, extra: Sequence[str], summary_frequency: int) -> list[str]:
-    """The ``train.py`` command of a learning run."""
+    """The ``train.py`` command of a learning run (``extra`` flags override the common ones)."""
     return [sys.executable, str(REPO / "train.py"), str(folder), "--datadir", str(root), "--temporal_samples", "30",
             "--batchsize", "4", "--train_on", *SECTIONS, "--epochs", "1000", "--seed", "0",  # a later --epochs wins
             "--summary_frequency", str(summary_frequency), "--save_frequency", str(summary_frequency),
