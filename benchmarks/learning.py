@@ -40,8 +40,8 @@ RUNS = {
                 "over 32 full-series batches per year before every validation",
                 ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "45",
                  "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]),
-    "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 36 epochs",
-                 ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "36",
+    "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 30 epochs",
+                 ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "30",
                   "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32",
                   "--temporal_samples", "46"]),
 }
