@@ -31,19 +31,17 @@ from modelzoo import seqencmodel  # noqa: E402
 from utils.cli import UserError, add_datadir_argument, resolve_datadir, run  # noqa: E402
 from utils.dataset import Dataset, iterate  # noqa: E402
 
+TUNED_ADAM = ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine"]
+FAST_PRECISE = ["--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]
 RUNS = {
     "original": ("the original Adam settings: lr 0.01, ε 0.9, constant", []),
     "adam": ("Adam lr 0.001, ε 1e-7, constant", ["--learning_rate", "1e-3", "--epsilon", "1e-7"]),
-    "tuned": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 36 epochs",
-              ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "36"]),
+    "tuned": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 36 epochs", [*TUNED_ADAM, "--epochs", "36"]),
     "precise": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 45 epochs, mixed_bfloat16, batch norm recalibrated "
                 "over 32 full-series batches per year before every validation",
-                ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "45",
-                 "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]),
+                [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE]),
     "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 30 epochs",
-                 ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine", "--epochs", "30",
-                  "--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32",
-                  "--temporal_samples", "46"]),
+                 [*TUNED_ADAM, "--epochs", "30", *FAST_PRECISE, "--temporal_samples", "46"]),
 }
 SECTIONS = ("2016", "2017")
 GOAL = 0.85

@@ -597,15 +597,20 @@ class Trainer:
         over all replicas."""
         return self._train_step(iterator, tf.constant(float(stop))).numpy()
 
+    def _batch_norm_statistics(self) -> list[tuple[keras.Variable, float]]:
+        """(moving mean or variance, its batch norm's momentum) of every batch norm, input to output."""
+        return [(variable, bn.momentum) for bn in self.state.model.batch_norms
+                for variable in (bn.moving_mean, bn.moving_variance)]
+
     def _batch_moments(self, iterator) -> list[tf.Tensor]:
-        """Mean and variance of every batch norm's input over the next global batch: the moving averages are
-        zeroed, one forward pass in training mode updates them to (1 - momentum) × the batch moments."""
-        layers = self.state.model.batch_norms
-        for bn in layers:
-            for variable in (bn.moving_mean, bn.moving_variance):
-                variable.assign(tf.zeros_like(variable))
+        """Mean and variance of every batch norm's input over the next global batch (in the order of
+        :meth:`_batch_norm_statistics`): the moving averages are zeroed, one forward pass in training mode updates
+        them to (1 - momentum) × the batch moments."""
+        statistics = self._batch_norm_statistics()
+        for variable, _ in statistics:
+            variable.assign(tf.zeros_like(variable))
         self.strategy.run(lambda batch: self.state.model(batch, training=True), args=(next(iterator),))
-        return [variable / (1.0 - bn.momentum) for bn in layers for variable in (bn.moving_mean, bn.moving_variance)]
+        return [variable / (1.0 - momentum) for variable, momentum in statistics]
 
     def recalibrate_batch_norm(self) -> None:
         """Re-estimate every batch norm's population statistics with the current weights ("precise BN"): the mean
@@ -619,19 +624,17 @@ class Trainer:
         Every worker must call this.
         """
         options = self.options
-        sums = None
+        statistics = self._batch_norm_statistics()
+        sums = [np.zeros(variable.shape, np.float64) for variable, _ in statistics]
         with translate_errors():
             for index, name in enumerate(options.train_on):
                 iterator = iter(distributed_training_input(self.strategy, self.sections[name], options,
                                                            RECALIBRATION_SEED + index, full_series=True))
                 for _ in range(options.bn_recalibration_batches):
-                    moments = [value.numpy().astype(np.float64) for value in self._moments_step(iterator)]
-                    sums = moments if sums is None else [total + value for total, value in zip(sums, moments,
-                                                                                              strict=True)]
+                    for total, value in zip(sums, self._moments_step(iterator), strict=True):
+                        total += value.numpy()
         count = options.bn_recalibration_batches * len(options.train_on)
-        variables = [variable for bn in self.state.model.batch_norms
-                     for variable in (bn.moving_mean, bn.moving_variance)]
-        for variable, total in zip(variables, sums, strict=True):
+        for (variable, _), total in zip(statistics, sums, strict=True):
             variable.assign((total / count).astype(np.float32))
 
     def _evaluate_batch(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
