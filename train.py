@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="print the network's variables")
     bool_flag = dict(type=str2bool, nargs="?", const=True, metavar="BOOL")
     parser.add_argument("-s", "--shuffle", default=True, help="reshuffle the training files every epoch", **bool_flag)
+    parser.add_argument("--augment", default=False,
+                        help="apply a random one of the 8 symmetries of the square (flips, transposition) to each "
+                             "training tile (the original: none)", **bool_flag)
     parser.add_argument("-e", "--epochs", type=int, default=1,
                         help="train until this many epochs (all training tiles of the training sections) are done")
     parser.add_argument("-t", "--temporal_samples", type=int, default=None,
@@ -128,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = TrainingOptions(
         datadir=resolve_datadir(args.datadir, folder.params.pix10m), train_on=tuple(args.train_on),
         validate_on=tuple(args.validate_on) if args.validate_on else None, batchsize=args.batchsize,
-        epochs=args.epochs, temporal_samples=args.temporal_samples, shuffle=args.shuffle, fold=args.fold,
+        epochs=args.epochs, temporal_samples=args.temporal_samples, shuffle=args.shuffle, augment=args.augment,
+        fold=args.fold,
         prefetch=args.prefetch, limit_batches=args.limit_batches, save_frequency=args.save_frequency,
         summary_frequency=args.summary_frequency, max_models_to_keep=args.max_models_to_keep,
         save_every_n_hours=args.save_every_n_hours, validation_partition=args.validation_partition,

@@ -40,6 +40,8 @@ RUNS = {
     "precise": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 45 epochs, mixed_bfloat16, batch norm recalibrated "
                 "over 32 full-series batches per year before every validation",
                 [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE]),
+    "augmented": ("as precise, with each training tile under a random symmetry of the square (--augment)",
+                  [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE, "--augment"]),
     "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 30 epochs",
                  [*TUNED_ADAM, "--epochs", "30", *FAST_PRECISE, "--temporal_samples", "46"]),
 }

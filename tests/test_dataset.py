@@ -287,26 +287,28 @@ def test_shuffle_is_reproducible_per_seed_and_new_every_epoch(root):
     assert np.concatenate([b["tileid"] for b in unshuffled]).tolist() == PARTITIONS["train_fold0"] * 2
 
 
-def test_augmentation_flips_all_arrays_consistently(root, tiles):
+SYMMETRIES = [(flip_h, flip_w, swap) for flip_h in (False, True) for flip_w in (False, True) for swap in (False, True)]
+
+
+def test_augmentation_applies_one_symmetry_of_the_square_to_all_arrays(root, tiles):
     pipeline = Dataset(root).pipeline("train", batchsize=8, seed=3, repeat=True, augment=True)
     seen = set()
-    for batch in first_batches(pipeline, 4):
+    for batch in first_batches(pipeline, 6):
         for position, tileid in enumerate(batch["tileid"]):
             plain = expected_sample(tiles[tileid], ds.read_classes(root))
-            matches = [(flip_h, flip_w) for flip_h in (False, True) for flip_w in (False, True)
-                       if np.array_equal(batch["labels"][position], flipped(plain["labels"], flip_h, flip_w, 0))]
+            matches = [symmetry for symmetry in SYMMETRIES if all(
+                np.array_equal(batch[key][position], transformed(plain[key], *symmetry, 0 if key == "labels" else 1))
+                for key in ("x10", "x20", "x60", "labels"))]
             assert len(matches) == 1
-            flip_h, flip_w = matches[0]
-            for key in ("x10", "x20", "x60"):
-                np.testing.assert_array_equal(batch[key][position], flipped(plain[key], flip_h, flip_w, 1))
             np.testing.assert_array_equal(batch["doy"][position], plain["doy"])
             seen.add(matches[0])
-    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+    assert seen == set(SYMMETRIES)
 
 
-def flipped(value: np.ndarray, flip_h: bool, flip_w: bool, height_axis: int) -> np.ndarray:
+def transformed(value: np.ndarray, flip_h: bool, flip_w: bool, swap: bool, height_axis: int) -> np.ndarray:
     value = np.flip(value, height_axis) if flip_h else value
-    return np.flip(value, height_axis + 1) if flip_w else value
+    value = np.flip(value, height_axis + 1) if flip_w else value
+    return np.swapaxes(value, height_axis, height_axis + 1) if swap else value
 
 
 @pytest.mark.parametrize(("partition", "fold", "expected"), [

@@ -79,6 +79,8 @@ def test_flags_have_the_original_names_and_defaults():
         (0, 6, 5, None, 1.0)
     assert (args.queue_capacity, args.allow_growth, args.limit_batches, args.seed, args.strategy) == \
         (256, False, -1, None, "default")
+    assert args.augment is False  # an addition: the original had no augmentation
+    assert train.build_parser().parse_args(["tmp/m", "--augment"]).augment is True
 
 
 def test_the_readme_command_parses():
@@ -113,6 +115,29 @@ def test_a_bad_boolean_is_a_one_line_error(capsys):
 ])
 def test_gpu_selection(argv, environ, expected):
     assert train.gpu_environment(["m", *argv], environ) == expected
+
+
+def test_augment_transforms_the_training_tiles_but_not_the_recalibration_batches(synthetic_root):
+    def first_batches(augment: bool, full_series: bool) -> list[dict[str, np.ndarray]]:
+        options = TrainingOptions(datadir=synthetic_root / "240", batchsize=4, temporal_samples=8, augment=augment)
+        section = training.load_sections(options, num_classes=17)["2016"]
+        stream = iter(training.distributed_training_input(tf.distribute.get_strategy(), section, options, 5,
+                                                          full_series))
+        return [{key: value.numpy() for key, value in next(stream).items()} for _ in range(4)]
+
+    plain, augmented = first_batches(False, False), first_batches(True, False)
+    changed = 0
+    for before, after in zip(plain, augmented, strict=True):
+        np.testing.assert_array_equal(after["tileid"], before["tileid"])
+        np.testing.assert_array_equal(after["doy"], before["doy"])
+        for labels, original in zip(after["labels"], before["labels"], strict=True):
+            symmetries = [np.flip(image, axes) for image in (original, original.T) for axes in ((), 0, 1, (0, 1))]
+            assert any(np.array_equal(labels, image) for image in symmetries)
+            changed += not np.array_equal(labels, original)
+    assert changed > 8  # of 16 tiles; 7 of 8 symmetries change a tile
+    for before, after in zip(first_batches(False, True), first_batches(True, True), strict=True):
+        for key in before:
+            np.testing.assert_array_equal(after[key], before[key])
 
 
 def test_pipeline_seeds_differ_per_section_and_restart_and_are_none_without_seed():

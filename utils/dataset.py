@@ -278,10 +278,10 @@ class Dataset:
         """The batched tf.data pipeline of a partition, yielding the batch dict of docs/DESIGN.md.
 
         ``shuffle`` reshuffles the file order every epoch; ``seed`` fixes the file orders, temporal samples and
-        flips (None: a fresh random seed). ``temporal_samples`` ("default": the constructor's value) keeps a sorted
-        random subset of the ``nobs`` steps. ``augment`` flips H and W with p = 0.5 each. ``limit_batches > 0``
-        keeps the first ``limit_batches * batchsize`` files. Iterate it through :func:`iterate` or
-        :func:`translate_errors` so that bad records become one-line errors.
+        symmetries (None: a fresh random seed). ``temporal_samples`` ("default": the constructor's value) keeps a
+        sorted random subset of the ``nobs`` steps. ``augment`` applies a random one of the 8 symmetries of the
+        square to each tile. ``limit_batches > 0`` keeps the first ``limit_batches * batchsize`` files. Iterate it
+        through :func:`iterate` or :func:`translate_errors` so that bad records become one-line errors.
         """
         if batchsize < 1:
             raise UserError(f"batchsize = {batchsize} must be at least 1")
@@ -290,7 +290,7 @@ class Dataset:
         if limit_batches > 0:
             files = files[:limit_batches * batchsize]
         seed = secrets.randbits(63) if seed is None else seed
-        shuffle_key, sample_key, flip_key = tf.unstack(
+        shuffle_key, sample_key, symmetry_key = tf.unstack(
             tf.random.experimental.stateless_split(tf.constant([seed, 0], tf.int64), num=3, alg=_RNG))
         paths = tf.constant([str(path) for _, path in files])
         compressions = tf.constant([records.compression_of(path) for _, path in files])
@@ -333,7 +333,7 @@ class Dataset:
             batch["year"] = tf.cast(arrays["year"], tf.float32) - 2016.0
             batch["labels"] = table.lookup(arrays["labels"][0])
             if augment:
-                batch = _random_flips(batch, _fold_in(flip_key, element))
+                batch = _random_symmetry(batch, _fold_in(symmetry_key, element))
             batch["tileid"] = tileid_of[index]
             return batch
 
@@ -371,14 +371,19 @@ def _temporal_sample(arrays: dict[str, tf.Tensor], samples: int, key: tf.Tensor)
     return {name: value if name == "labels" else tf.gather(value, steps) for name, value in arrays.items()}
 
 
-def _random_flips(batch: dict[str, tf.Tensor], key: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Reverse the height and, independently, the width axis of x10/x20/x60/labels, each with p = 0.5."""
-    flips = tf.random.stateless_uniform([2], seed=key, alg=_RNG) < 0.5
+def _random_symmetry(batch: dict[str, tf.Tensor], key: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Apply one of the 8 symmetries of the square, uniformly drawn, to x10/x20/x60/labels alike: reverse the height
+    axis, the width axis, and swap the two (tiles are square), each with p = 0.5."""
+    draws = tf.random.stateless_uniform([3], seed=key, alg=_RNG) < 0.5
     out = dict(batch)
-    for flip, axis in ((flips[0], 1), (flips[1], 2)):  # axes of (T, H, W, C); labels are (H, W)
-        for name in ("x10", "x20", "x60", "labels"):
-            value, value_axis = out[name], axis - 1 if name == "labels" else axis
-            out[name] = tf.cond(flip, lambda v=value, a=value_axis: tf.reverse(v, [a]), lambda v=value: v)
+    for name in ("x10", "x20", "x60", "labels"):
+        height = 0 if name == "labels" else 1  # labels are (H, W), the bands (T, H, W, C)
+        value = out[name]
+        value = tf.cond(draws[0], lambda v=value, a=height: tf.reverse(v, [a]), lambda v=value: v)
+        value = tf.cond(draws[1], lambda v=value, a=height + 1: tf.reverse(v, [a]), lambda v=value: v)
+        swapped = list(range(value.shape.rank))
+        swapped[height], swapped[height + 1] = height + 1, height
+        out[name] = tf.cond(draws[2], lambda v=value, p=swapped: tf.transpose(v, p), lambda v=value: v)
     return out
 
 

@@ -79,6 +79,7 @@ class TrainingOptions:
     epochs: int = 1
     temporal_samples: int | None = None
     shuffle: bool = True
+    augment: bool = False
     fold: int = 0
     prefetch: int = 6
     limit_batches: int = -1
@@ -229,7 +230,7 @@ def load_sections(options: TrainingOptions, num_classes: int) -> dict[str, Secti
 def distributed_training_input(strategy: tf.distribute.Strategy, section: Section, options: TrainingOptions,
                                seed: int | None, full_series: bool = False) -> tf.distribute.DistributedDataset:
     """The endless training stream of a section, split so that the replicas together see one global batch;
-    ``full_series``: every date of each tile instead of ``temporal_samples``.
+    ``full_series``: every date of each tile instead of ``temporal_samples``, and no ``augment``.
 
     Each worker reads its own share of the files (file ``i`` of the sorted list goes to worker ``i mod W``) and
     batches it per replica; on one worker the replicas take consecutive per-replica batches, i.e. the same global
@@ -242,6 +243,7 @@ def distributed_training_input(strategy: tf.distribute.Strategy, section: Sectio
                             f"{context.num_input_pipelines} workers")
         return section.dataset.pipeline("train", options.fold, context.get_per_replica_batch_size(options.batchsize),
                                         shuffle=options.shuffle, seed=seed, repeat=True, tileids=shard,
+                                        augment=options.augment and not full_series,
                                         drop_remainder=True, prefetch=options.prefetch or None,
                                         **({"temporal_samples": None} if full_series else {}))
 
@@ -545,7 +547,8 @@ class Trainer:
         counts = ", ".join(f"[{name}] {len(self.sections[name].train_ids)}" for name in options.train_on)
         lines.append(f"data {options.datadir}: training tiles {counts} (fold {options.fold}); an epoch is "
                      f"{self.num_samples} tiles, {options.epochs} epochs = {self.target_samples} tiles in steps of "
-                     f"{options.batchsize}")
+                     f"{options.batchsize}" + (", each tile under a random symmetry of the square (--augment)"
+                                                 if options.augment else ""))
         settings = ", ".join(f"{name} {getattr(params, name):g}" for name in OPTIMIZER_FLAGS)
         overridden = ", ".join(f"--{name} (params.ini: {getattr(base, name):g})" for name in options.optimizer)
         lines.append(f"optimizer Adam: {settings}, {options.schedule} learning rate"
