@@ -10,6 +10,7 @@ every ``--summary_frequency`` steps. The learning curves are printed as Markdown
     python benchmarks/learning.py --runs tuned --minutes 30
     python benchmarks/learning.py --runs precise alldates --summary_frequency 430
     python benchmarks/learning.py --report             # only the tables
+    python benchmarks/learning.py --report --runs augmented_lr3 --checkpoints   # and the kept checkpoints
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ sys.path.insert(0, str(REPO))
 from modelzoo import seqencmodel  # noqa: E402
 from utils.cli import UserError, add_datadir_argument, resolve_datadir, run  # noqa: E402
 from utils.dataset import Dataset, iterate  # noqa: E402
+from utils.evaluation import load_model, make_forward  # noqa: E402
+from utils.modelfolder import ModelFolder  # noqa: E402
 
 TUNED_ADAM = ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine"]
 FAST_PRECISE = ["--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]
@@ -42,6 +45,8 @@ RUNS = {
                 [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE]),
     "augmented": ("as precise, with each training tile under a random symmetry of the square (--augment)",
                   [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE, "--augment"]),
+    "augmented_lr3": ("as augmented, with Adam lr 0.003", [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE, "--augment",
+                                                          "--learning_rate", "3e-3"]),
     "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 30 epochs",
                  [*TUNED_ADAM, "--epochs", "30", *FAST_PRECISE, "--temporal_samples", "46"]),
 }
@@ -119,6 +124,38 @@ def curve_table(folder: Path) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_table(folder: Path, root: Path, flags: Sequence[str]) -> str:
+    """Overall accuracy of every kept checkpoint of a run on the test and eval tiles of both years (every date, batch
+    norm in inference mode, the run's ``--mixed_precision``). The checkpoint with the best mean test accuracy is
+    marked: model selection on the test tiles, which are disjoint from the training and the eval tiles."""
+    policy = flags[flags.index("--mixed_precision") + 1] if "--mixed_precision" in flags else "none"
+    model_folder = ModelFolder(folder)
+    dataset = Dataset(root, SECTIONS[0])
+    inputs = {(section, partition): Dataset(root, section).pipeline(partition, batchsize=16, temporal_samples=None)
+              for partition in ("test", "eval") for section in SECTIONS}
+    rows = []
+    for index in sorted(folder.glob("model.ckpt-*.index"), key=lambda path: int(path.stem.rpartition("-")[2])):
+        model, _, step = load_model(model_folder, dataset.classes, root / "classes.txt", index.stem,
+                                    mixed_precision=policy)
+        forward = make_forward(model, next(iter(inputs.values())).element_spec)
+        accuracies = []
+        for pipeline in inputs.values():
+            correct = labelled = 0
+            for batch in iterate(pipeline):
+                prediction, valid = forward(batch)["prediction"].numpy(), batch["labels"] > 0
+                correct += int((prediction[valid] == batch["labels"][valid]).sum())
+                labelled += int(valid.sum())
+            accuracies.append(correct / labelled)
+        rows.append((step, accuracies))
+    best = max(rows, key=lambda row: np.mean(row[1][:len(SECTIONS)]))[0]
+    lines = ["| checkpoint | test OA 2016 / 2017 | eval OA 2016 / 2017 |", "|---:|---:|---:|"]
+    for step, accuracies in rows:
+        mark = " (best on test)" if step == best else ""
+        lines.append(f"| {step}{mark} | {accuracies[0]:.3f} / {accuracies[1]:.3f} | "
+                     f"{accuracies[2]:.3f} / {accuracies[3]:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the runs that are not done yet, then print their learning curves."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--filters", type=int, default=64, help="ConvGRU filters")
     parser.add_argument("--summary_frequency", type=int, default=256, help="steps between validations")
     parser.add_argument("--report", action="store_true", help="only print the tables of the existing runs")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="also score every kept checkpoint on the test and eval tiles (model selection on test)")
     args = parser.parse_args(argv)
     root = resolve_datadir(args.datadir, 24)
     for name in args.runs:
@@ -141,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"dataset {root}; majority-class rate of the eval partition: {majority}")
     for name in args.runs:
         print(f"\n### {name}: {RUNS[name][0]}\n\n{curve_table(args.outdir / name)}")
+        if args.checkpoints:
+            print(f"\n{checkpoint_table(args.outdir / name, root, RUNS[name][1])}")
 
 
 if __name__ == "__main__":
