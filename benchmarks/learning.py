@@ -30,23 +30,22 @@ sys.path.insert(0, str(REPO))
 
 from modelzoo import seqencmodel  # noqa: E402
 from utils.cli import UserError, add_datadir_argument, resolve_datadir, run  # noqa: E402
-from utils.dataset import Dataset, iterate  # noqa: E402
+from utils.dataset import Dataset, iterate, read_classes  # noqa: E402
 from utils.evaluation import load_model, make_forward  # noqa: E402
 from utils.modelfolder import ModelFolder  # noqa: E402
 
 TUNED_ADAM = ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine"]
 FAST_PRECISE = ["--mixed_precision", "mixed_bfloat16", "--bn_recalibration_batches", "32"]
+PRECISE = [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE]
 RUNS = {
     "original": ("the original Adam settings: lr 0.01, ε 0.9, constant", []),
     "adam": ("Adam lr 0.001, ε 1e-7, constant", ["--learning_rate", "1e-3", "--epsilon", "1e-7"]),
     "tuned": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 36 epochs", [*TUNED_ADAM, "--epochs", "36"]),
     "precise": ("Adam lr 0.002, ε 1e-7, cosine decay to 0 over 45 epochs, mixed_bfloat16, batch norm recalibrated "
-                "over 32 full-series batches per year before every validation",
-                [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE]),
+                "over 32 full-series batches per year before every validation", PRECISE),
     "augmented": ("as precise, with each training tile under a random symmetry of the square (--augment)",
-                  [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE, "--augment"]),
-    "augmented_lr3": ("as augmented, with Adam lr 0.003", [*TUNED_ADAM, "--epochs", "45", *FAST_PRECISE, "--augment",
-                                                          "--learning_rate", "3e-3"]),
+                  [*PRECISE, "--augment"]),
+    "augmented_lr3": ("as augmented, with Adam lr 0.003", [*PRECISE, "--augment", "--learning_rate", "3e-3"]),
     "alldates": ("as precise, but trained on every date of a tile (--temporal_samples 46) and over 30 epochs",
                  [*TUNED_ADAM, "--epochs", "30", *FAST_PRECISE, "--temporal_samples", "46"]),
 }
@@ -129,13 +128,12 @@ def checkpoint_table(folder: Path, root: Path, flags: Sequence[str]) -> str:
     norm in inference mode, the run's ``--mixed_precision``). The checkpoint with the best mean test accuracy is
     marked: model selection on the test tiles, which are disjoint from the training and the eval tiles."""
     policy = flags[flags.index("--mixed_precision") + 1] if "--mixed_precision" in flags else "none"
-    model_folder = ModelFolder(folder)
-    dataset = Dataset(root, SECTIONS[0])
+    model_folder, classes = ModelFolder(folder), read_classes(root)
     inputs = {(section, partition): Dataset(root, section).pipeline(partition, batchsize=16, temporal_samples=None)
               for partition in ("test", "eval") for section in SECTIONS}
     rows = []
     for index in sorted(folder.glob("model.ckpt-*.index"), key=lambda path: int(path.stem.rpartition("-")[2])):
-        model, _, step = load_model(model_folder, dataset.classes, root / "classes.txt", index.stem,
+        model, _, step = load_model(model_folder, classes, root / "classes.txt", index.stem,
                                     mixed_precision=policy)
         forward = make_forward(model, next(iter(inputs.values())).element_spec)
         accuracies = []
