@@ -16,8 +16,9 @@ from pathlib import Path
 
 from utils.cli import ArgumentParser, UserError, run
 from utils.georef import GeoRef, read_geotransforms
-from utils.geotiffs import Series, write_series
+from utils.geotiffs import write_series
 from utils.records import read_tile
+from utils.series import Series
 
 _TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")
 

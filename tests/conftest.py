@@ -1,6 +1,7 @@
 """Shared test fixtures."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,3 +27,27 @@ def synthetic_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, seed=0, blocks=SYNTHETIC_BLOCKS)
     return out
+
+
+
+@pytest.fixture(scope="session")
+def slovenia_sources(realdata, tmp_path_factory) -> SimpleNamespace:
+    """The real Slovenia scenes as users have them (tests/s2fixtures.py): per-date folders of band files at native
+    resolution as GeoTIFF (``tif/``) and JPEG 2000 (``jp2/``), L1C SAFE products of baseline 04.00 (``safe/``, the
+    first date as a zip), 13-band reflectance stacks (``stacks/``) and the land-cover labels (``lulc.tif``)."""
+    import numpy as np
+
+    from tests.s2fixtures import band_images, slovenia, write_band_folder, write_raster, write_safe
+    from utils.rasters import write_geotiff
+
+    scenes = slovenia(realdata)
+    out = tmp_path_factory.mktemp("slovenia")
+    for k, (dn, date) in enumerate(zip(scenes.dn, scenes.dates, strict=True)):
+        images = band_images(dn)
+        for kind in ("tif", "jp2"):
+            write_band_folder(out / kind / f"S2A_{date:%Y%m%d}", images, scenes.grid, f".{kind}", date=date)
+        write_safe(out / "safe", date, images, scenes.grid, as_zip=k == 0)
+        write_geotiff(out / "stacks" / f"{date:%Y%m%d}.tif", np.moveaxis(dn, -1, 0) / 1e4, scenes.grid,
+                      dtype=np.float32)
+    write_raster(out / "lulc.tif", scenes.labels, scenes.grid, 1)
+    return SimpleNamespace(root=out, scenes=scenes)

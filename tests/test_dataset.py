@@ -388,8 +388,14 @@ def test_translate_errors_leaves_other_errors_alone():
 
 def test_cli_summary_numbers(root, tiles, capsys):
     ds.main([str(root)])
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
     assert out[0] == f"dataset {root}: 3 classes + unknown, sections 2016, 2017, fold 0"
+    raw = np.stack([tiles[i].labels[0] for i in range(1, 15)])
+    unlisted = {i: int((raw == i).sum()) for i in np.unique(raw) if i not in (0, 1, 5, 26)}
+    listed = ", ".join(f"{i} ({n:,} px)" for i, n in sorted(unlisted.items(), key=lambda item: -item[1]))
+    assert f"warning: {root / 'classes.txt'}: label ids of section [2016] that it does not list count as unknown " \
+           f"(index 0): {listed}: {sum(unlisted.values()):,} of {int((raw != 0).sum()):,} labelled px" in captured.err
     observations = {tileid: int((tile.doy > 0).sum()) for tileid, tile in tiles.items()}
 
     def row(name: str, ids: list[int], missing: int, counts: dict[int, int] = observations) -> str:

@@ -35,9 +35,9 @@ from modelzoo.seqencmodel import SequentialEncoder
 from utils.cli import UserError
 from utils.dataset import Dataset, iterate, read_tileids
 from utils.fsio import atomic_dir, atomic_file
-from utils.geotiffs import date_of
 from utils.rasters import write_class_png, write_colormapped_png, write_png
 from utils.records import read_tile
+from utils.series import date_of
 
 CELLS = {"gru": ConvGRUCell, "lstm": ConvLSTMCell}
 GATE_FILES = {"i": "iGate", "j": "jGate", "f": "fGate", "o": "oGate", "c": "state", "h": "output",

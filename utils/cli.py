@@ -1,4 +1,5 @@
-"""Shared command-line pieces: one-line errors with exit status 2, boolean flags, the dataset-root default."""
+"""Shared command-line pieces: one-line errors with exit status 2, warnings and notes, boolean flags, the dataset-root
+default."""
 
 from __future__ import annotations
 
@@ -41,6 +42,16 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
         message = " ".join(str(err).split())  # always one line
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning on stderr (suspicious input that may be right: say what and the numbers)."""
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def note(message: str) -> None:
+    """Print a one-line note on stderr (something the user should know about a choice made for them)."""
+    print(f"note: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def str2bool(value: str | bool) -> bool:

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ import numpy.typing as npt
 import tensorflow as tf
 
 from utils import records
-from utils.cli import ArgumentParser, UserError, resolve_datadir, run
+from utils.cli import ArgumentParser, UserError, resolve_datadir, run, warn
+from utils.labels import describe_ids, id_counts, unlisted_ids
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
 FOLDED_PARTITIONS = ("train", "test")
@@ -274,14 +276,16 @@ class Dataset:
     def pipeline(self, partition: str, fold: int = 0, batchsize: int = 4, shuffle: bool = False,
                  seed: int | None = None, repeat: bool = False, temporal_samples: int | None | str = "default",
                  augment: bool = False, limit_batches: int = -1, tileids: Iterable[int] | None = None,
-                 drop_remainder: bool = False, prefetch: int | None = tf.data.AUTOTUNE) -> tf.data.Dataset:
+                 drop_remainder: bool = False, prefetch: int | None = tf.data.AUTOTUNE,
+                 raw_labels: bool = False) -> tf.data.Dataset:
         """The batched tf.data pipeline of a partition, yielding the batch dict of docs/DESIGN.md.
 
         ``shuffle`` reshuffles the file order every epoch; ``seed`` fixes the file orders, temporal samples and
         symmetries (None: a fresh random seed). ``temporal_samples`` ("default": the constructor's value) keeps a
         sorted random subset of the ``nobs`` steps. ``augment`` applies a random one of the 8 symmetries of the
-        square to each tile. ``limit_batches > 0`` keeps the first ``limit_batches * batchsize`` files. Iterate it
-        through :func:`iterate` or :func:`translate_errors` so that bad records become one-line errors.
+        square to each tile. ``limit_batches > 0`` keeps the first ``limit_batches * batchsize`` files.
+        ``raw_labels`` yields the raw class ids of the records (int64) instead of class indices. Iterate it through
+        :func:`iterate` or :func:`translate_errors` so that bad records become one-line errors.
         """
         if batchsize < 1:
             raise UserError(f"batchsize = {batchsize} must be at least 1")
@@ -331,7 +335,7 @@ class Dataset:
             batch = {name: tf.cast(arrays[name], tf.float32) * 1e-4 for name in ("x10", "x20", "x60")}
             batch["doy"] = tf.cast(arrays["doy"], tf.float32) / 365.0
             batch["year"] = tf.cast(arrays["year"], tf.float32) - 2016.0
-            batch["labels"] = table.lookup(arrays["labels"][0])
+            batch["labels"] = arrays["labels"][0] if raw_labels else table.lookup(arrays["labels"][0])
             if augment:
                 batch = _random_symmetry(batch, _fold_in(symmetry_key, element))
             batch["tileid"] = tileid_of[index]
@@ -388,7 +392,8 @@ def _random_symmetry(batch: dict[str, tf.Tensor], key: tf.Tensor) -> dict[str, t
 
 
 def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> str:
-    """Read every partition of every section through the pipeline; return the summary printed by the CLI."""
+    """Read every partition of every section through the pipeline; return the summary printed by the CLI. A section
+    whose data folder is missing is reported as such; raw label ids missing from ``classes.txt`` get a warning."""
     sections = read_dataset_ini(root)
     classes = read_classes(root)
     partitions = {tileids_file(root, p, fold).stem: read_tileids(root, p, fold)
@@ -398,29 +403,40 @@ def summarize(root: str | os.PathLike, fold: int = 0, batchsize: int = 32) -> st
     lines = [f"dataset {root}: {classes.num_classes} classes + unknown, sections {', '.join(sections)}, "
              f"fold {fold}"]
     for name, config in sections.items():
-        dataset = Dataset(root, name)
         lines += ["", f"[{name}] datadir {config.datadir.name}/, pix10 {config.pix10}, nobs {config.nobs}, "
-                      f"bands {config.nbands10}/{config.nbands20}/{config.nbands60}",
-                  f"  {'partition':<14}{'tiles':>7}{'missing':>9}   observations per tile min / mean / max"]
+                      f"bands {config.nbands10}/{config.nbands20}/{config.nbands60}"]
+        if not config.datadir.is_dir():
+            lines.append(f"  no data: the data folder {config.datadir} does not exist")
+            continue
+        dataset = Dataset(root, name)
+        lines.append(f"  {'partition':<14}{'tiles':>7}{'missing':>9}   observations per tile min / mean / max")
         split = {label: dataset.split_tileids(ids) for label, ids in partitions.items()}
         tileids = sorted(set().union(*(present for present, _ in split.values())))
-        observations, histograms = {}, {}
+        observations, raw_counts = {}, Counter()
         if tileids:
-            pipeline = dataset.pipeline("all partitions", tileids=tileids, batchsize=batchsize, temporal_samples=None)
+            pipeline = dataset.pipeline("all partitions", tileids=tileids, batchsize=batchsize, temporal_samples=None,
+                                        raw_labels=True)
             for batch in iterate(pipeline):
-                for tileid, doy, labels in zip(batch["tileid"], batch["doy"], batch["labels"], strict=True):
+                for tileid, doy in zip(batch["tileid"], batch["doy"], strict=True):
                     observations[tileid] = int((doy > 0).sum())
-                    histograms[tileid] = np.bincount(labels.ravel(), minlength=len(classes.ids))
+                raw_counts += id_counts(batch["labels"])
         for label, (present, missing) in split.items():
             counts = [observations[tileid] for tileid in present]
             spread = f"{min(counts):>3} / {np.mean(counts):.1f} / {max(counts)}" if counts else "  -"
             lines.append(f"  {label:<14}{len(present):>7}{len(missing):>9}   {spread}")
-        histogram = np.sum(list(histograms.values()), axis=0) if histograms else np.zeros(len(classes.ids), int)
+        histogram = np.zeros(len(classes.ids), np.int64)
+        for raw, pixels in raw_counts.items():
+            histogram[classes.to_index(raw)] += pixels
         total = max(int(histogram.sum()), 1)
         lines.append(f"  class histogram of the {len(tileids)} tiles of all partitions:")
         lines.append(f"  {'index':>5} {'raw':>4}  {'class':<20}{'pixels':>12}{'share':>9}")
         for index, (raw, class_name, pixels) in enumerate(zip(classes.ids, classes.names, histogram, strict=True)):
             lines.append(f"  {index:>5} {raw:>4}  {class_name:<20}{pixels:>12}{100 * pixels / total:>8.2f}%")
+        unknown = unlisted_ids(raw_counts, classes.ids)
+        if unknown:
+            labelled = sum(n for i, n in raw_counts.items() if i != 0)
+            warn(f"{Path(root) / 'classes.txt'}: label ids of section [{name}] that it does not list count as "
+                 f"unknown (index 0): {describe_ids(unknown, labelled)}")
     return "\n".join(lines)
 
 

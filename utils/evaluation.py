@@ -36,7 +36,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from modelzoo.seqencmodel import SequentialEncoder, build_model, per_pixel_xe
-from utils.cli import UserError
+from utils.cli import UserError, warn
 from utils.dataset import ClassList, Dataset, translate_errors
 from utils.fsio import atomic_file
 from utils.georef import GeoRef, read_geotransforms
@@ -104,11 +104,6 @@ class Result:
     metrics: dict
     tileids: list[int]
     timings: Timings = field(default_factory=Timings)
-
-
-def warn(message: str) -> None:
-    """Print a one-line warning on stderr."""
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def load_model(folder: ModelFolder, classes: ClassList, classes_file: Path, checkpoint: str | None = None,

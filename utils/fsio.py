@@ -52,3 +52,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+@contextmanager
+def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder``; when the block ends without error, every file written into it
+    moves into ``folder`` (replacing files of the same name), else none does: all or nothing."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".part", dir=folder))
+    try:
+        yield tmp
+        for path in sorted(tmp.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -26,6 +26,11 @@ class GeoRef:
         xmin, xres, rot1, ymax, rot2, yres = self.transform
         return GeoRef((xmin, xres * factor, rot1, ymax, rot2, yres * factor), self.epsg)
 
+    def shifted(self, row: int, col: int) -> GeoRef:
+        """The same grid with its top-left corner at pixel ``(row, col)`` (the georeference of a window)."""
+        xmin, xres, rot1, ymax, rot2, yres = self.transform
+        return GeoRef((xmin + col * xres, xres, rot1, ymax + row * yres, rot2, yres), self.epsg)
+
 
 def read_geotransforms(path: str | os.PathLike) -> dict[int, GeoRef]:
     """Read ``geotransforms.csv``: no header, rows ``tileid,xmin,xres,0,ymax,0,-yres,srid``."""

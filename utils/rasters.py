@@ -71,12 +71,12 @@ def _cast(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def write_geotiff(path: str | os.PathLike, array: np.ndarray, georef: GeoRef | None, dtype=None,
-                  nodata: float | None = None) -> Path:
+                  nodata: float | None = None, descriptions: Sequence[str] | None = None) -> Path:
     """Write a (H, W) or (bands, H, W) array as a DEFLATE-compressed GeoTIFF, atomically.
 
     ``dtype=None`` follows the original ``evaluate.py``: integer arrays become Int16, all others (float, bool)
     Float32. ``georef`` gives the geotransform and ``EPSG:<epsg>``; ``None`` writes no georeference.
-    Rasters larger than 256 px are tiled in 256×256 blocks.
+    ``descriptions`` names the bands. Rasters larger than 256 px are tiled in 256×256 blocks.
     """
     bands = _as_bands(array)
     if dtype is None:
@@ -91,8 +91,12 @@ def write_geotiff(path: str | os.PathLike, array: np.ndarray, georef: GeoRef | N
         profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
     if georef is not None:
         profile.update(crs=CRS.from_epsg(georef.epsg), transform=Affine.from_gdal(*georef.transform))
+    if descriptions is not None and len(descriptions) != count:
+        raise ValueError(f"{len(descriptions)} band descriptions for {count} bands")
     with atomic_file(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data)
+        for band, description in enumerate(descriptions or (), start=1):
+            dst.set_band_description(band, description)
     return Path(path)
 
 

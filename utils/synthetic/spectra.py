@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
-# Band order inside the records (spec §1.7, the third-party loader's order).
-X10_BANDS = ("B04", "B03", "B02", "B08")
-X20_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12")
-X60_BANDS = ("B01", "B09", "B10")
+from utils.bands import BANDS, X10_BANDS, X20_BANDS, X60_BANDS
+
 X10 = np.array([BANDS.index(b) for b in X10_BANDS])
 X20 = np.array([BANDS.index(b) for b in X20_BANDS])
 X60 = np.array([BANDS.index(b) for b in X60_BANDS])
