@@ -91,18 +91,19 @@ def _check_labels(args: argparse.Namespace, counts, labels: LabelRaster | None, 
     """Warn about label ids a label map did not list and about ids missing from the root's ``classes.txt``."""
     if labels is None:
         return
-    total = sum(n for i, n in counts.items() if i != 0) + sum(labels.unmapped.values())
     if labels.unmapped:
+        own = sum(n for i, n in labels.counts.items() if i != 0)
         warn(f"{args.labels}: ids not in --labelmap {args.labelmap} became 0 (unknown): "
-             f"{describe_ids(labels.unmapped, total)}")
+             f"{describe_ids(labels.unmapped, own)}")
     if not (root / "classes.txt").is_file():
         warn(f"{root / 'classes.txt'}: no such file; the label ids were not checked against the classes (copy "
              "classes.txt into the dataset root first)")
         return
     unknown = unlisted_ids(counts, read_classes(root).ids)
     if unknown:
+        labelled = sum(n for i, n in counts.items() if i != 0)
         warn(f"{args.labels}: label ids not in {root / 'classes.txt'} are unknown (0) to the network: "
-             f"{describe_ids(unknown, total)}; map your legend with --labelmap")
+             f"{describe_ids(unknown, labelled)}; map your legend with --labelmap")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

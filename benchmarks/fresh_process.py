@@ -7,11 +7,22 @@ import json
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far (or since :func:`reset_peak_rss`), in MiB."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Start :func:`peak_rss_mib` anew from the current resident memory (Linux: ``/proc/self/clear_refs``)."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def run_fresh(script: str, *args: object) -> dict:

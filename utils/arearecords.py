@@ -2,19 +2,23 @@
 
 Tiles of ``size`` px are numbered row by row from the first id over the whole grid. ``edge="pad"`` covers every
 pixel: the last row and column of tiles reach beyond the area, where the records hold 0 (no data) and label 0
-(unknown, masked). ``edge="drop"`` keeps only whole tiles, as the original did. Tiles are read in blocks of about
-:data:`BLOCK` px, each tile's series is cleaned on its own (dates without data dropped, gaps filled), tiles without
-any observation are not written, and the records move into the output folder only when all are written.
+(unknown, masked). ``edge="drop"`` keeps only whole tiles, as the original did. Tiles are read in square blocks of
+whole tiles of about 256 MiB (:meth:`utils.sentinel2.Area.block_side`); each tile's series is cleaned on its own
+(dates without data dropped, gaps filled); tiles without any observation are not written; records are compressed by
+one thread per core and move into the output folder only when all are written.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from utils.cli import UserError
@@ -25,7 +29,6 @@ from utils.records import write_tile
 from utils.sentinel2 import Area
 
 EDGES = ("pad", "drop")
-BLOCK = 480  # side in 10 m px of the blocks read at once (a multiple of 6, 24 and 48)
 
 
 @dataclass(frozen=True)
@@ -67,37 +70,57 @@ class Report:
     labels: Counter = field(default_factory=Counter)
 
 
+class _RecordWriter:
+    """Writes records on one thread per core, with at most two records per thread in flight (they are MBs each)."""
+
+    def __init__(self):
+        self.workers = os.cpu_count() or 1
+        self.pool = ThreadPoolExecutor(self.workers)
+        self.pending: deque[Future] = deque()
+
+    def submit(self, path: Path, record) -> None:
+        while len(self.pending) >= 2 * self.workers:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(write_tile, path, record))
+
+    def __enter__(self) -> _RecordWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.pool.shutdown()
+
+
 def write_records(area: Area, grid: TileGrid, outdir: str | os.PathLike, first_id: int, nobs: int,
                   labels: LabelRaster | None = None) -> Report:
     """Write the record of every tile of ``grid`` with an observation to ``<outdir>/<tileid>.tfrecord.gz``."""
     report = Report()
     size = grid.size
-    step = max(1, BLOCK // size)
+    step = area.block_side(size) // size
     outdir = Path(outdir)
-    with staged_files(outdir) as staging, tqdm(total=grid.rows * grid.cols, unit="tile", disable=None,
-                                               desc="tiles") as progress:
-        for block_row in range(0, grid.rows, step):
-            for block_col in range(0, grid.cols, step):
-                rows, cols = min(step, grid.rows - block_row), min(step, grid.cols - block_col)
-                top, left = block_row * size, block_col * size
-                block = area.read(top, left, rows * size, cols * size)
-                label_block = labels.read(top, left, rows * size, cols * size) if labels is not None else None
-                for r in range(rows):
-                    for c in range(cols):
-                        tileid = first_id + (block_row + r) * grid.cols + block_col + c
-                        tile = block.window(r * size, c * size, size, size).cleaned()
-                        progress.update()
-                        if not tile.dates:
-                            report.empty += 1
-                            continue
-                        tile_labels = (label_block[r * size:(r + 1) * size, c * size:(c + 1) * size]
-                                       if label_block is not None else 0)
-                        series = tile.series(tile_labels)
-                        path = outdir / f"{tileid}.tfrecord.gz"
-                        write_tile(staging / path.name, series.to_tile(nobs, str(path)))
-                        report.tiles.append((tileid, tile.georef))
-                        report.dates.append(len(tile.dates))
-                        report.labels += id_counts(series.labels)
+    with staged_files(outdir) as staging, _RecordWriter() as writer, \
+            tqdm(total=grid.rows * grid.cols, unit="tile", disable=None, desc="tiles") as progress:
+        for row0, col0 in itertools.product(range(0, grid.rows, step), range(0, grid.cols, step)):
+            rows, cols = min(step, grid.rows - row0), min(step, grid.cols - col0)
+            window = (row0 * size, col0 * size, rows * size, cols * size)
+            block = area.read(*window)
+            label_block = labels.read(*window) if labels is not None else np.zeros(window[2:], np.int64)
+            for r, c in itertools.product(range(rows), range(cols)):
+                progress.update()
+                tile = block.window(r * size, c * size, size, size).cleaned()
+                if not tile.dates:
+                    report.empty += 1
+                    continue
+                series = tile.series(label_block[r * size:(r + 1) * size, c * size:(c + 1) * size])
+                tileid = first_id + (row0 + r) * grid.cols + col0 + c
+                path = outdir / f"{tileid}.tfrecord.gz"
+                writer.submit(staging / path.name, series.to_tile(nobs, str(path)))
+                report.tiles.append((tileid, tile.georef))
+                report.dates.append(len(tile.dates))
+                report.labels += id_counts(series.labels)
         if not report.tiles:
             raise UserError(f"{', '.join(area.sources[:3])}: no tile has a valid observation (everything is nodata)")
     return report

@@ -26,6 +26,15 @@ class GeoRef:
         xmin, xres, rot1, ymax, rot2, yres = self.transform
         return GeoRef((xmin, xres * factor, rot1, ymax, rot2, yres * factor), self.epsg)
 
+    def corner_pixel(self, x: float, y: float, factor: int = 1) -> tuple[int, int] | None:
+        """``(row, col)`` of this grid's pixel whose top-left corner is the point ``(x, y)``, or None when the point
+        is no pixel corner of the grid whose pixels are ``factor`` times larger (to 0.1 % of a pixel)."""
+        xmin, xres, _, ymax, _, yres = self.transform
+        row, col = (y - ymax) / yres, (x - xmin) / xres
+        if abs(row - round(row)) > 1e-3 or abs(col - round(col)) > 1e-3 or round(row) % factor or round(col) % factor:
+            return None
+        return round(row), round(col)
+
     def shifted(self, row: int, col: int) -> GeoRef:
         """The same grid with its top-left corner at pixel ``(row, col)`` (the georeference of a window)."""
         xmin, xres, rot1, ymax, rot2, yres = self.transform

@@ -9,11 +9,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.errors import RasterioError
 
 from utils.cli import UserError
 from utils.georef import GeoRef
+from utils.rasters import open_raster, read_window
 
 MAX_LISTED = 8  # ids named in one warning
 
@@ -52,15 +51,12 @@ def read_labelmap(path: str | os.PathLike) -> dict[int, int]:
     return mapping
 
 
-def apply_labelmap(labels: np.ndarray, mapping: dict[int, int]) -> tuple[np.ndarray, Counter]:
-    """``labels`` through ``mapping``; ids not in it become 0. Returns the mapped labels and the pixel counts of the
-    ids that were not in the map (0 excluded)."""
+def apply_labelmap(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """``labels`` through ``mapping``; ids not in it become 0 (unknown)."""
     keys = np.array(sorted(mapping), dtype=np.int64)
     values = np.array([mapping[key] for key in keys], dtype=np.int64)
     pos = np.clip(np.searchsorted(keys, labels), 0, len(keys) - 1)
-    found = keys[pos] == labels
-    unmapped = Counter(dict(zip(*np.unique(labels[~found & (labels != 0)], return_counts=True), strict=True)))
-    return np.where(found, values[pos], 0), Counter({int(k): int(v) for k, v in unmapped.items()})
+    return np.where(keys[pos] == labels, values[pos], 0)
 
 
 def id_counts(labels: np.ndarray) -> Counter:
@@ -90,49 +86,42 @@ class LabelRaster:
     def __init__(self, path: str | os.PathLike, grid: GeoRef, labelmap: dict[int, int] | None = None):
         self.path = Path(path)
         self.labelmap = labelmap
-        self.unmapped: Counter = Counter()
+        self.counts: Counter = Counter()  # pixels per id of the raster (before the label map) in the windows read
         if not self.path.is_file():
             raise UserError(f"{self.path}: no such file")
-        try:
-            self._src = rasterio.open(self.path)
-        except RasterioError as err:
-            raise UserError(f"{self.path}: not a readable raster ({' '.join(str(err).split())})") from None
+        self._src = open_raster(self.path)
         src = self._src
         if src.count != 1:
             raise UserError(f"{self.path}: {src.count} bands, expected one band of class ids")
         xmin, xres, rot1, ymax, rot2, yres = src.transform.to_gdal()
         if src.crs is None or src.crs.to_epsg() != grid.epsg:
             raise UserError(f"{self.path}: CRS {src.crs} differs from EPSG:{grid.epsg} of the observations")
-        col, row = (xmin - grid.transform[0]) / grid.transform[1], (ymax - grid.transform[3]) / grid.transform[5]
+        corner = grid.corner_pixel(xmin, ymax)
         if rot1 or rot2 or not np.isclose(xres, grid.transform[1]) or not np.isclose(yres, grid.transform[5]) or \
-                abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+                corner is None:
             raise UserError(f"{self.path}: not on the 10 m grid of the observations (pixel {xres:g} x {-yres:g}, "
                             f"top-left corner {xmin:.2f}, {ymax:.2f})")
-        self._row, self._col = round(row), round(col)
+        self._row, self._col = corner
 
     def read(self, row: int, col: int, height: int, width: int) -> np.ndarray:
         """(height, width) int64 raw ids of the window whose top-left pixel is ``(row, col)`` of the grid; with a
-        label map, mapped (ids not in it become 0 and are counted in ``unmapped``)."""
-        out = np.zeros((height, width), np.int64)
-        r0, c0 = row - self._row, col - self._col
-        r_lo, r_hi = max(r0, 0), min(r0 + height, self._src.height)
-        c_lo, c_hi = max(c0, 0), min(c0 + width, self._src.width)
-        if r_lo < r_hi and c_lo < c_hi:
-            try:
-                data = self._src.read(1, window=((r_lo, r_hi), (c_lo, c_hi)))
-            except RasterioError as err:
-                raise UserError(f"{self.path}: cannot be read ({' '.join(str(err).split())})") from None
-            missing = np.isnan(data) if np.issubdtype(data.dtype, np.floating) else np.zeros(data.shape, bool)
-            if self._src.nodata is not None:
-                missing |= data == self._src.nodata
-            data = np.where(missing, 0, data)
-            if np.issubdtype(data.dtype, np.floating) and (data != np.rint(data)).any():
-                raise UserError(f"{self.path}: values that are not whole numbers; expected raw class ids")
-            out[r_lo - r0:r_hi - r0, c_lo - c0:c_hi - c0] = data
-        if self.labelmap is not None:
-            out, unmapped = apply_labelmap(out, self.labelmap)
-            self.unmapped += unmapped
-        return out
+        label map, mapped (ids not in it become 0)."""
+        data = read_window(self._src, 1, row - self._row, col - self._col, height, width, np.nan, np.float64)
+        inside = ~np.isnan(data)
+        if self._src.nodata is not None:
+            data[data == self._src.nodata] = np.nan
+        if (data[~np.isnan(data)] % 1).any():
+            raise UserError(f"{self.path}: values that are not whole numbers; expected raw class ids")
+        out = np.nan_to_num(data, nan=0).astype(np.int64)
+        self.counts += id_counts(out[inside])
+        return out if self.labelmap is None else apply_labelmap(out, self.labelmap)
+
+    @property
+    def unmapped(self) -> Counter:
+        """Pixels per id (not 0) that the label map does not list, in the windows read."""
+        if self.labelmap is None:
+            return Counter()
+        return Counter({i: n for i, n in self.counts.items() if i != 0 and i not in self.labelmap})
 
     def close(self) -> None:
         self._src.close()

@@ -115,6 +115,30 @@ def _open(path: Path):
         raise _unreadable(path, err) from None
 
 
+def open_raster(path: str | os.PathLike):
+    """Open a raster of any format rasterio reads (a path or a GDAL name such as ``/vsizip/…``); an unreadable one is
+    a one-line :class:`UserError`."""
+    try:
+        return rasterio.open(path)
+    except RasterioError as err:
+        raise UserError(f"{path}: not a readable raster ({' '.join(str(err).split())})") from None
+
+
+def read_window(src, index: int, row: int, col: int, height: int, width: int, fill: float,
+                dtype: np.dtype = np.float32) -> np.ndarray:
+    """Band ``index`` of the open raster ``src`` as ``dtype`` in the window whose top-left pixel is ``(row, col)``;
+    the window may reach beyond the raster, where it holds ``fill``."""
+    out = np.full((height, width), fill, dtype)
+    r_lo, r_hi = max(row, 0), min(row + height, src.height)
+    c_lo, c_hi = max(col, 0), min(col + width, src.width)
+    if r_lo < r_hi and c_lo < c_hi:
+        try:
+            out[r_lo - row:r_hi - row, c_lo - col:c_hi - col] = src.read(index, window=((r_lo, r_hi), (c_lo, c_hi)))
+        except RasterioError as err:
+            raise UserError(f"{src.name}: cannot be read ({' '.join(str(err).split())})") from None
+    return out
+
+
 def read_geotiff(path: str | os.PathLike) -> tuple[np.ndarray, GeoRef | None]:
     """Read a GeoTIFF: a (H, W) array for one band, else (bands, H, W), and its :class:`GeoRef` (None without CRS)."""
     path = Path(path)

@@ -33,10 +33,9 @@ date without news, whereas a zero or an interpolated value would be a spectrum t
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,12 +43,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.errors import RasterioError
 
 from utils import safe
 from utils.bands import BANDS, GROUPS, LEVELS, level_bands
 from utils.cli import UserError, note, warn
 from utils.georef import GeoRef
+from utils.rasters import open_raster, read_window
 from utils.series import Series, parse_date
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt")
@@ -59,7 +58,9 @@ OFFSET_FROM = datetime.date(2022, 1, 25)  # products from this day on are proces
 PIXEL = 10.0  # metres of the 10 m grid
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{8})(?!\d)")
 _BAND_IN_STEM = re.compile(r"(?:^|[^A-Z0-9])(B(?:0[1-9]|1[0-2]|8A))(?:_\d+M)?$")
-_OPEN_FILES = 256  # open rasters kept per reading thread
+BLOCK_BYTES = 256 << 20  # memory of the arrays of one block read at once (:meth:`Area.block_side`)
+# Bytes per 10 m pixel and date of a block: the uint16 bands of x10, x20 and x60 and their masks.
+_PIXEL_BYTES = sum(len(group.bands) * 2 / group.factor ** 2 + 1 / group.factor ** 2 for group in GROUPS)
 
 
 @dataclass(frozen=True)
@@ -237,32 +238,8 @@ class _RasterInfo:
     nodata: float | None
 
 
-_LOCAL = threading.local()
-
-
-def _open(path: str):
-    try:
-        return rasterio.open(path)
-    except RasterioError as err:
-        raise UserError(f"{path}: not a readable raster ({' '.join(str(err).split())})") from None
-
-
-def _raster(path: str):
-    """An open rasterio dataset of ``path`` from this thread's cache (datasets are not shared between threads)."""
-    cache: OrderedDict = getattr(_LOCAL, "cache", None)
-    if cache is None:
-        cache = _LOCAL.cache = OrderedDict()
-    if path in cache:
-        cache.move_to_end(path)
-        return cache[path]
-    cache[path] = _open(path)
-    if len(cache) > _OPEN_FILES:
-        cache.popitem(last=False)[1].close()
-    return cache[path]
-
-
 def _info(path: str) -> _RasterInfo:
-    with _open(path) as src:
+    with open_raster(path) as src:
         return _RasterInfo(src.count, src.dtypes[0], src.height, src.width, src.crs, tuple(src.transform.to_gdal()),
                            src.nodata)
 
@@ -407,15 +384,14 @@ class Area:
         if not np.isclose(size, factor * PIXEL, rtol=1e-6) or factor < 1 or group.factor % factor:
             raise UserError(f"{path}: band {band} has {size:g} m pixels; the records store it at {group.folder}, "
                             f"so its pixel size must be a multiple of 10 m that divides {10 * group.factor} m")
-        col, row = (left - self.georef.transform[0]) / PIXEL, (self.georef.transform[3] - top) / PIXEL
-        if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3 or round(col) % factor or \
-                round(row) % factor:
+        corner = self.georef.corner_pixel(left, top, factor)
+        if corner is None:
             raise UserError(f"{path}: its {size:g} m pixels are not aligned with the grid of the other sources "
                             f"(top-left corner {left:.2f}, {top:.2f})")
-        return _Placement(round(row), round(col), factor)
+        return _Placement(*corner, factor)
 
     def close(self) -> None:
-        """Stop the reading threads (their open rasters are closed with them)."""
+        """Stop the reading threads."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -425,6 +401,14 @@ class Area:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def block_side(self, multiple: int, budget: int = BLOCK_BYTES) -> int:
+        """The side in 10 m px, a multiple of ``multiple`` (and of 6), of the square blocks whose arrays take about
+        ``budget`` bytes with this area's dates; at least one ``multiple``. Larger blocks decode the tiles of JPEG
+        2000 files fewer times (a tile cut by a block border is decoded for each block)."""
+        step = math.lcm(multiple, 6)
+        side = math.sqrt(budget / (_PIXEL_BYTES * max(len(self.dates), 1)))
+        return max(step, int(side // step) * step)
 
     @property
     def area_km2(self) -> float:
@@ -444,13 +428,16 @@ class Area:
             valid[group.name] = np.zeros((steps, h, w), bool)
         window = (row, col, height, width)
         jobs = [(t, obs, group) for t, date in enumerate(self.dates) for obs in self._by_date[date] for group in GROUPS]
+        workers = os.cpu_count() or 1
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sentinel2")
-        results = list(self._pool.map(lambda job: self._read_group(job[1], job[2], window), jobs))
-        for (t, _, group), (values, ok) in zip(jobs, results, strict=True):
-            take = ok & ~valid[group.name][t]
-            arrays[group.name][t][take] = values[take]
-            valid[group.name][t] |= ok
+            self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sentinel2")
+        for start in range(0, len(jobs), 2 * workers):  # a few groups in flight, not a second copy of the block
+            chunk = jobs[start:start + 2 * workers]
+            results = self._pool.map(lambda job: self._read_group(job[1], job[2], window), chunk)
+            for (t, _, group), (values, ok) in zip(chunk, results, strict=True):
+                take = ok & ~valid[group.name][t]
+                arrays[group.name][t][take] = values[take]
+                valid[group.name][t] |= ok
         return Block(arrays, valid, list(self.dates), self.georef.shifted(row, col))
 
     def _read_group(self, obs: Observation, group, window: tuple[int, int, int, int]
@@ -478,19 +465,11 @@ class Area:
         place = self._placements[source.path]
         row, col, height, width = window
         f = place.factor
-        r0, c0 = (row - place.row) // f, (col - place.col) // f
-        rows, cols = height // f, width // f
         info = self._infos[source.path]
-        raw = np.full((rows, cols), np.nan)
-        data_type = np.dtype(info.dtype)
-        r_lo, r_hi = max(r0, 0), min(r0 + rows, info.height)
-        c_lo, c_hi = max(c0, 0), min(c0 + cols, info.width)
-        if r_lo < r_hi and c_lo < c_hi:
-            try:
-                data = _raster(source.path).read(source.index, window=((r_lo, r_hi), (c_lo, c_hi)))
-            except RasterioError as err:
-                raise UserError(f"{source.path}: cannot be read ({' '.join(str(err).split())})") from None
-            raw[r_lo - r0:r_hi - r0, c_lo - c0:c_hi - c0] = data
+        # float32 holds DN exactly and reflectance x 10000 to 0.001 DN
+        with open_raster(source.path) as src:  # opening is cheap; open JPEG 2000 files hold about 1 MiB each
+            raw = read_window(src, source.index, (row - place.row) // f, (col - place.col) // f, height // f,
+                              width // f, np.nan)
         radiometry = obs.radiometry
         valid = ~np.isnan(raw)
         for nodata in (info.nodata, radiometry.nodata):
@@ -500,7 +479,7 @@ class Area:
         saturated = valid & (raw == radiometry.saturated) if radiometry.saturated is not None else None
         dn = raw * radiometry.gain + radiometry.bias[band]
         checked = valid if saturated is None else valid & ~saturated
-        if checked.any() and np.issubdtype(data_type, np.floating) and radiometry.gain == 1 and \
+        if checked.any() and np.issubdtype(np.dtype(info.dtype), np.floating) and radiometry.gain == 1 and \
                 np.abs(raw[checked]).max() <= 2:
             raise UserError(f"{source.path}: band {band} has float values up to {np.abs(raw[checked]).max():.3g}, "
                             "which look like reflectance 0..1; the records hold DN = reflectance x 10000 (pass "

@@ -13,7 +13,7 @@ import numpy as np
 from utils.cli import SYNTHETIC_ROOT, UserError
 from utils.fsio import atomic_dir, atomic_file
 from utils.georef import GeoRef, format_geotransform_row
-from utils.records import write_tile
+from utils.records import COMPRESSION_LEVEL, write_tile
 from utils.synthetic.landscape import FOLDS, TILE, check_blocks
 from utils.synthetic.phenology import CLASSES
 from utils.synthetic.render import DEFAULT_BLOCKS, DEFAULT_NOBS, DEFAULT_YEARS, World, make_world, render_tile, to_tile
@@ -22,7 +22,6 @@ VERSION = 1  # bump when the generator's output changes: the cached default data
 ORIGIN = (690_000.0, 5_370_000.0)  # top-left corner, EPSG:32632 (48.46 N 11.57 E: southern Hallertau, north of Munich)
 EPSG = 32632
 PIXEL = 10
-COMPRESSION_LEVEL = 1  # zlib level of the .tfrecord.gz files: level 6 is 10 % smaller but 4x slower to write
 DEFAULTS = {"seed": 0, "blocks": DEFAULT_BLOCKS, "years": DEFAULT_YEARS, "nobs": DEFAULT_NOBS}
 STAMP = "synthetic.json"
 
