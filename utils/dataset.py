@@ -141,8 +141,13 @@ class ClassList:
 
 
 def read_classes(root: str | os.PathLike) -> ClassList:
-    """Read ``<root>/classes.txt`` (``id|name`` lines; lines without ``|`` are ignored as in the original)."""
-    path = Path(root) / "classes.txt"
+    """Read ``<root>/classes.txt`` (see :func:`read_classes_file`)."""
+    return read_classes_file(Path(root) / "classes.txt")
+
+
+def read_classes_file(path: str | os.PathLike) -> ClassList:
+    """Read a ``classes.txt`` (``id|name`` lines; lines without ``|`` are ignored as in the original)."""
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     ids, names = [], []

@@ -267,6 +267,26 @@ def write_legend_png(path: str | os.PathLike, names: Sequence[str], ids: Sequenc
     return _save_figure(figure, path)
 
 
+def write_map_png(path: str | os.PathLike, class_index_map: np.ndarray, present: Sequence[int],
+                  labels: Sequence[str], title: str) -> Path:
+    """A class-index map in the TUM colours (index 0 white: no data or unknown) beside a legend of the class indices
+    ``present`` with their ``labels``."""
+    index = _class_indices(class_index_map)
+    colors = class_colors(max(int(index.max()) + 1 if index.size else 1, max(present, default=0) + 1))
+    height, width = index.shape
+    longer = max(height, width)
+    figure = Figure(figsize=(8.0 * width / longer + 3.0, 8.0 * height / longer + 0.5),
+                    dpi=max(100, min(300, longer // 8)))
+    axes = figure.add_axes((0.0, 0.0, 8.0 * width / longer / figure.get_figwidth(), 1.0 - 0.5 / figure.get_figheight()))
+    axes.imshow(colors[index], interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=10)
+    axes.legend(handles=[Rectangle((0, 0), 1, 1, facecolor=colors[k] / 255.0, edgecolor="black", linewidth=0.5)
+                         for k in present], labels=list(labels), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                fontsize=8, frameon=False)
+    return _save_figure(figure, path)
+
+
 def write_confusion_png(path: str | os.PathLike, matrix: np.ndarray, names: Sequence[str],
                         title: str = "Confusion matrix, row-normalised (recall, %)") -> Path:
     """Plot of a K×K confusion matrix normalised per true class (row), annotated in %, with class names on both axes.
