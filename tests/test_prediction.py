@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,13 +22,14 @@ from modelzoo import seqencmodel
 from tests.s2fixtures import band_images, write_band_folder
 from utils import mapping, prediction
 from utils.cli import run
-from utils.georef import GeoRef
+from utils.georef import GeoRef, read_geotransforms
 from utils.mapping import Plan, batch_arrays, blend_weights, window_starts
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.records import read_tile
 from utils.sentinel2 import open_area
 
 FILTERS = 4
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _error(argv, capsys) -> str:
@@ -68,11 +73,22 @@ def _read(path):
         return src.read(), src
 
 
-def _scores(network, blocks):
-    batch = batch_arrays(blocks, len(blocks), 48)
-    logits = network(batch, training=False).numpy().astype(np.float64)
+def _softmax(logits: np.ndarray) -> np.ndarray:
     scores = np.exp(logits - logits.max(-1, keepdims=True))
     return scores / scores.sum(-1, keepdims=True)
+
+
+def _record_scores(network, path) -> np.ndarray:
+    """The softmax scores (48, 48, 17) of the network on a record, as the input pipeline feeds it."""
+    tile = read_tile(path)
+    batch = {name: getattr(tile, name)[None].astype(np.float32) * np.float32(1e-4) for name in ("x10", "x20", "x60")}
+    batch["doy"] = tile.doy[None].astype(np.float32) / np.float32(365)
+    batch["year"] = tile.year[None].astype(np.float32) - np.float32(2016)
+    return _softmax(network(batch, training=False).numpy()[0].astype(np.float64))
+
+
+def _scores(network, blocks):
+    return _softmax(network(batch_arrays(blocks, len(blocks), 48), training=False).numpy().astype(np.float64))
 
 
 def test_windows_cover_every_pixel_and_weights_blend_to_a_constant():
@@ -115,14 +131,7 @@ def test_stride_of_a_tile_gives_the_scores_of_the_records(model, network, crop, 
     capsys.readouterr()
     probabilities, _ = _read(out / "probabilities.tif")
     for k, (row, col) in enumerate([(0, 0), (0, 48), (48, 0), (48, 48)]):  # the tiles of the area, row by row
-        tile = read_tile(tmp_path / "root" / "data15" / f"{k}.tfrecord.gz")
-        batch = {name: getattr(tile, name)[None].astype(np.float32) * np.float32(1e-4) for name in ("x10", "x20",
-                                                                                                     "x60")}
-        batch["doy"] = tile.doy[None].astype(np.float32) / np.float32(365)
-        batch["year"] = tile.year[None].astype(np.float32) - np.float32(2016)
-        logits = network(batch, training=False).numpy()[0].astype(np.float64)
-        scores = np.exp(logits - logits.max(-1, keepdims=True))
-        scores /= scores.sum(-1, keepdims=True)
+        scores = _record_scores(network, tmp_path / "root" / "data15" / f"{k}.tfrecord.gz")
         np.testing.assert_allclose(np.moveaxis(probabilities[:, row:row + 48, col:col + 48], 0, -1), scores,
                                    atol=1e-5)
 
@@ -233,3 +242,36 @@ def test_bad_input(model, slovenia_sources, tmp_path, capsys):
     assert "the network reads 10 m pixels" in _error([model, tmp_path / "coarse", "--outdir", tmp_path / "o"], capsys)
     assert "no summary.json" in _error(["--merge", tmp_path / "empty", "--outdir", tmp_path / "o"], capsys)
     assert not (tmp_path / "o").exists()
+
+
+def test_mirrored_on_two_cpu_devices_equals_one_device(model, crop, tmp_path):
+    """--strategy mirrored splits every batch over two logical CPUs (a fresh process: devices are set before
+    TensorFlow starts); the scores equal those of one device."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    outputs = {}
+    for name, extra in (("one", []), ("two", ["--strategy", "mirrored", "--devices", "CPU:0,CPU:1"])):
+        done = subprocess.run([sys.executable, str(REPO / "predict.py"), str(model), str(crop), "--outdir",
+                               str(tmp_path / name), "--probabilities", "--batchsize", "6", *extra],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        outputs[name] = _read(tmp_path / name / "probabilities.tif")[0]
+    np.testing.assert_allclose(outputs["two"], outputs["one"], atol=1e-6)
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["model"]["strategy"] == "mirrored"
+
+
+def test_a_dataset_root_of_records_is_mapped_tile_by_tile_as_the_records_say(model, network, synthetic_root,
+                                                                            tmp_path, capsys):
+    root = synthetic_root / "480"
+    out = tmp_path / "map"
+    predict.main([str(model), str(root), "--outdir", str(out), "--year", "2016", "--stride", "48", "--probabilities"])
+    capsys.readouterr()
+    probabilities, src = _read(out / "probabilities.tif")
+    georefs = read_geotransforms(root / "geotransforms.csv")
+    origin = GeoRef(tuple(src.transform.to_gdal()), src.crs.to_epsg())
+    for tileid in sorted(georefs)[::7]:
+        row, col = origin.corner_pixel(*georefs[tileid].origin)
+        scores = _record_scores(network, root / "data16" / f"{tileid}.tfrecord.gz")
+        np.testing.assert_allclose(np.moveaxis(probabilities[:, row:row + 48, col:col + 48], 0, -1), scores,
+                                   atol=1e-5, err_msg=str(tileid))
+    assert "--year 2018: " in _error([model, root, "--outdir", tmp_path / "x", "--year", "2018"], capsys)

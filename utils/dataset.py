@@ -253,6 +253,10 @@ class Dataset:
             files[tileid] = Path(entry.path)
         return files
 
+    def stored_tiles(self) -> list[tuple[int, Path]]:
+        """``(tileid, file)`` of every tile file of the section's data folder, sorted by id."""
+        return sorted(self._files.items())
+
     def split_tileids(self, tileids: Iterable[int]) -> tuple[list[int], list[int]]:
         """(ids with a file, ids without) among ``tileids``, each sorted and without duplicates."""
         ids = sorted({int(tileid) for tileid in tileids})

@@ -42,6 +42,7 @@ from utils.mapping import (
 from utils.metrics import ConfusionMatrix, summarize
 from utils.modelfolder import ModelFolder
 from utils.rasters import BLOCK
+from utils.recordarea import RecordArea, is_dataset_root
 from utils.sentinel2 import Area, SourceOptions, open_area
 from utils.synthetic.phenology import CLASSES as ORIGINAL_CLASSES
 
@@ -86,7 +87,18 @@ def load_classes(path: Path | None) -> tuple[ClassList, str]:
         "the original's classes"
 
 
-def check_dates(area: Area) -> None:
+def open_sources(sources: tuple[str, ...], options: SourceOptions, year: int | None) -> Area | RecordArea:
+    """The area of the sources: Sentinel-2 scenes (:func:`utils.sentinel2.open_area`) or a dataset root of records
+    (:class:`utils.recordarea.RecordArea`)."""
+    if len(sources) == 1 and is_dataset_root(Path(sources[0])):
+        return RecordArea(Path(sources[0]), year)
+    if any(is_dataset_root(Path(source)) for source in sources):
+        raise UserError(f"{next(s for s in sources if is_dataset_root(Path(s)))}: a dataset root is mapped alone, not "
+                        "with other sources")
+    return open_area(sources, options, year)
+
+
+def check_dates(area: Area | RecordArea) -> None:
     """One warning for a year or a season the models were not trained on."""
     year = area.dates[0].year
     if year not in TRAINED_YEARS:
@@ -171,7 +183,7 @@ def predict(settings: Settings) -> dict:
         warn(f"{folder.path}: no checkpoint; mapping with the randomly initialised network (--allow_untrained)")
     replicas = strategy.num_replicas_in_sync
     batchsize = -(-settings.batchsize // replicas) * replicas
-    with open_area(settings.sources, settings.options, settings.year) as area:
+    with open_sources(settings.sources, settings.options, settings.year) as area:
         check_dates(area)
         plan = Plan.of(area, size, stride, classes.num_classes)
         part, parts = settings.part or (1, 1)

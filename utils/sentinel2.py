@@ -263,6 +263,15 @@ class _Placement:
     factor: int
 
 
+def block_side(dates: int, multiple: int) -> int:
+    """The side in 10 m px, a multiple of ``multiple`` (and of 6), of the square blocks of ``dates`` dates whose
+    arrays take about :data:`BLOCK_BYTES`; at least one ``multiple``. Larger blocks decode the tiles of JPEG 2000
+    files fewer times (a tile cut by a block border is decoded for each block)."""
+    step = math.lcm(multiple, 6)
+    side = math.sqrt(BLOCK_BYTES / (_PIXEL_BYTES * max(dates, 1)))
+    return max(step, int(side // step) * step)
+
+
 # --- the area -------------------------------------------------------------------------------------------------------
 
 
@@ -402,13 +411,9 @@ class Area:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def block_side(self, multiple: int, budget: int = BLOCK_BYTES) -> int:
-        """The side in 10 m px, a multiple of ``multiple`` (and of 6), of the square blocks whose arrays take about
-        ``budget`` bytes with this area's dates; at least one ``multiple``. Larger blocks decode the tiles of JPEG
-        2000 files fewer times (a tile cut by a block border is decoded for each block)."""
-        step = math.lcm(multiple, 6)
-        side = math.sqrt(budget / (_PIXEL_BYTES * max(len(self.dates), 1)))
-        return max(step, int(side // step) * step)
+    def block_side(self, multiple: int) -> int:
+        """See :func:`block_side`."""
+        return block_side(len(self.dates), multiple)
 
     @property
     def area_km2(self) -> float:
