@@ -120,7 +120,7 @@ class _Run:
         self.next_band: int | None = None
         self.counts = np.zeros(num_classes + 1, np.int64)
         self.confusion = ConfusionMatrix(num_classes)
-        self.seconds = 0.0
+        self.previous_seconds = 0.0  # run time of the processes before this one
         self.carry: np.ndarray | None = None
 
     def resume(self) -> bool:
@@ -138,18 +138,19 @@ class _Run:
         self.next_band = state["next_band"]
         self.counts = np.array(state["counts"], np.int64)
         self.confusion.matrix = np.array(state["confusion"], np.int64)
-        self.seconds = state["seconds"]
+        self.previous_seconds = state["seconds"]
         self.carry = np.load(self.work / CARRY) if (self.work / CARRY).is_file() else None
         return True
 
     def save(self, next_band: int, carry: np.ndarray | None, seconds: float) -> None:
-        """Record that every band before ``next_band`` is written (after their rows are on disk)."""
-        self.next_band, self.carry, self.seconds = next_band, carry, seconds
+        """Record that every band before ``next_band`` is written (after their rows are on disk), ``seconds`` into
+        this process's run."""
+        self.next_band, self.carry = next_band, carry
         if carry is not None:
             with atomic_file(self.work / CARRY) as tmp, open(tmp, "wb") as file:
                 np.save(file, carry)
         state = {"settings": self.fingerprint, "next_band": next_band, "counts": self.counts.tolist(),
-                 "confusion": self.confusion.matrix.tolist(), "seconds": seconds}
+                 "confusion": self.confusion.matrix.tolist(), "seconds": self.previous_seconds + seconds}
         with atomic_file(self.work / STATE) as tmp:
             tmp.write_text(json.dumps(state))
 
@@ -215,7 +216,7 @@ def predict(settings: Settings) -> dict:
                    files=files, run=run, labels=labels, started=start)
         if labels is not None:
             labels.close()
-    seconds = run.seconds + time.perf_counter() - start
+    seconds = run.previous_seconds + time.perf_counter() - start
     summary = _summary(settings, area, plan, (part, parts), (r0, r1), classes, run, folder, prefix, step, seconds)
     _finish(files, work, outdir, summary, classes)
     return summary
@@ -247,7 +248,7 @@ def _map_bands(area: Area, plan: Plan, bands: range, rows: tuple[int, int], *, m
                     scored = observed & (truth > 0)
                     run.confusion.update(truth[scored], files.classes.to_index(raw[scored]))
             carry = acc.rows(finished, bottom).copy() if band + 1 < bands.stop else None
-            run.save(band + 1, carry, run.seconds + time.perf_counter() - started)
+            run.save(band + 1, carry, time.perf_counter() - started)
             windows = len(plan.cols) * (plan.bands[band][1] - plan.bands[band][0])
             progress.update(windows)
             progress.set_postfix_str(f"{progress.n * km2_per_window:.1f} km²", refresh=False)

@@ -69,7 +69,7 @@ def encode_tile(tile: Tile) -> bytes:
         raw = np.ascontiguousarray(array, dtype="<i8").tobytes()
         feature[DATA_KEYS[name]] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw]))
         feature[SHAPE_KEYS[name]] = tf.train.Feature(int64_list=tf.train.Int64List(value=list(array.shape)))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def write_tile(path: str | os.PathLike, tile: Tile, compression_level: int = COMPRESSION_LEVEL) -> None:

@@ -9,7 +9,10 @@ landscape (EPSG:32632, north of Munich), written as two dataset roots of the sam
 - ``spectra``: Sentinel-2 bands, endmember spectra and the top-of-atmosphere signal;
 - ``sky``: acquisition dates (two orbits, Sentinel-2A/B) and the weather of each (clouds, shadows, haze, snow);
 - ``render``: the simulated world and the rendering of a tile into 13 bands at 10 m and into records;
-- ``writer``: ``generate`` and ``ensure_default_dataset``.
+- ``writer``: ``generate`` and ``ensure_default_dataset``;
+- ``scene``: ``write_scene``, a large area of one year as Sentinel-2 data as users have them (per-date band folders
+  at native resolution with diagonal swath edges, one SAFE product of baseline 04.00, the truth), and the raster and
+  SAFE writers the tests use for their fixtures.
 """
 
 from utils.synthetic.phenology import CLASSES

@@ -80,11 +80,16 @@ def make_world(seed: int = 0, blocks: tuple[int, int] = DEFAULT_BLOCKS, years: t
     return World(seed, tuple(years), nobs, landscape, skies)
 
 
-def render_tile(world: World, year: int, row: int, col: int) -> Scene:
-    """Simulate the Sentinel-2 series of the 48 px tile ``(row, col)`` in ``year`` (13 bands at 10 m)."""
+def render_tile(world: World, year: int, row: int, col: int, acquisitions: np.ndarray | None = None) -> Scene:
+    """Simulate the Sentinel-2 series of the 48 px tile ``(row, col)`` in ``year`` (13 bands at 10 m).
+
+    ``acquisitions``: indices into the year's sky, in date order, among those it has weather for (``sky.dates``); None
+    renders those of the tile's orbit zone (its record). The noise depends on the acquisitions rendered together.
+    """
     land, sky = world.landscape, world.skies[year]
     y = world.years.index(year)
-    acquisitions = sky.acquisitions(row, col)
+    if acquisitions is None:
+        acquisitions = sky.acquisitions(row, col)
     window = (slice(row * TILE, (row + 1) * TILE + 2 * MARGIN_PX), slice(col * TILE, (col + 1) * TILE + 2 * MARGIN_PX))
     parcels, pixel_parcel = np.unique(land.parcel[window], return_inverse=True)
     pixel_parcel = pixel_parcel.ravel()
