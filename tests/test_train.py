@@ -271,7 +271,7 @@ def test_batch_norm_recalibration_sets_the_mean_of_the_batch_moments(tmp_path, s
     current weights."""
     folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, convrnn_compression_filters=6))
     options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016", "2017"), batchsize=4,
-                              temporal_samples=8, bn_recalibration_batches=3)
+                              temporal_samples=8, bn_recalibration_batches=3, seed=0)
     trainer = Trainer(ModelFolder(folder), options)
     model = trainer.state.model
     assert len(model.batch_norms) == 2
@@ -289,7 +289,7 @@ def test_batch_norm_recalibration_sets_the_mean_of_the_batch_moments(tmp_path, s
         axes = tuple(range(inputs[0].ndim - 1))
         np.testing.assert_allclose(mean, np.mean([x.mean(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(variance, np.mean([x.var(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
-        assert np.abs(mean).max() > 0.05 and variance.min() > 0  # not the initial zeros and ones
+        assert np.abs(mean).max() > 0.05 and np.abs(variance - 1).max() > 0.05  # not the initial zeros and ones
     assert recorded[0][0].shape[0] > options.temporal_samples  # time-major compression input: every date
 
 
