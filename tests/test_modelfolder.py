@@ -1,5 +1,6 @@
 """Model folders and checkpoints (utils/modelfolder.py): round trips, rotation, atomic writes, resolution, errors."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -247,12 +248,52 @@ def test_checkpoint_resolution(tmp_path):
     assert (folder.path / "checkpoint").read_text().splitlines()[:4] == [
         'model_checkpoint_path: "model.ckpt-12"', 'all_model_checkpoint_paths: "model.ckpt-3"',
         'all_model_checkpoint_paths: "model.ckpt-7"', 'all_model_checkpoint_paths: "model.ckpt-12"']
-    (folder.path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-99"\n')
-    with pytest.raises(UserError, match="checkpoint: names checkpoint model.ckpt-99, which does not exist"):
-        folder.checkpoint(required=False)
-    (folder.path / "checkpoint").write_text("this is { not a state file\n")
-    with pytest.raises(UserError, match="checkpoint: unreadable checkpoint state file"):
-        folder.checkpoint()
+
+
+@pytest.mark.parametrize("content", [b'model_checkpoint_path: "model.ckpt-2"\n', b"", b"\xff\xfe\x00\x89PNG",
+                                     b"this is { not a state file\n"],
+                         ids=["stale", "empty", "binary", "not-a-state"])
+def test_a_stale_or_unreadable_state_file_falls_back_to_the_newest_checkpoint_on_disk(tmp_path, capsys, content):
+    """A kill during rotation (as before: the old checkpoint deleted, the state not yet rewritten) or a damaged state
+    file: the newest complete checkpoint on disk is used with a one-line warning, and the next save repairs it."""
+    folder = make_folder(tmp_path / "m")
+    values = TrainingState(folder.build_model()).tensors()
+    for step in (3, 4):
+        write_checkpoint(folder.checkpoint_prefix(step), values)
+    (folder.path / "checkpoint").write_bytes(content)
+    assert folder.checkpoint() == str(folder.path / "model.ckpt-4")
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith(f"warning: {folder.path / 'checkpoint'}: ") and warning.count("\n") == 0
+    assert warning.endswith("using the newest complete checkpoint on disk, model.ckpt-4")
+    write_checkpoint(folder.checkpoint_prefix(5), values)
+    record_checkpoint(folder.path, "model.ckpt-5", max_to_keep=2)
+    assert sorted(p.name for p in folder.path.glob("*.index")) == ["model.ckpt-4.index", "model.ckpt-5.index"]
+    assert (folder.path / "checkpoint").read_text().splitlines()[:3] == [
+        'model_checkpoint_path: "model.ckpt-5"', 'all_model_checkpoint_paths: "model.ckpt-4"',
+        'all_model_checkpoint_paths: "model.ckpt-5"']
+    capsys.readouterr()
+    assert folder.checkpoint() == str(folder.path / "model.ckpt-5") and capsys.readouterr().err == ""
+
+
+def test_a_kill_during_rotation_leaves_a_usable_folder(tmp_path, monkeypatch):
+    """The state file is rewritten before the oldest checkpoint is deleted: killed in between (here: the deletion
+    is interrupted), the state names only complete checkpoints; the old one stays on disk outside the rotation, as
+    the checkpoints kept every n hours do."""
+    folder = make_folder(tmp_path / "m")
+    state = TrainingState(folder.build_model(), make_optimizer(folder.params))
+    for step in (2, 4):
+        state.global_step.assign(step)
+        with monkeypatch.context() as patch:
+            if step == 4:
+                patch.setattr(modelfolder, "delete_checkpoint", lambda prefix: (_ for _ in ()).throw(KeyboardInterrupt))
+            with contextlib.suppress(KeyboardInterrupt):
+                state.save(folder, max_to_keep=1)
+    assert (folder.path / "checkpoint").read_text().splitlines()[:2] == [
+        'model_checkpoint_path: "model.ckpt-4"', 'all_model_checkpoint_paths: "model.ckpt-4"']
+    assert folder.checkpoint() == str(folder.path / "model.ckpt-4")
+    state.global_step.assign(6)
+    state.save(folder, max_to_keep=1)
+    assert sorted(p.name for p in folder.path.glob("*.index")) == ["model.ckpt-2.index", "model.ckpt-6.index"]
 
 
 def test_keras_export_round_trips(tmp_path):

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from modelzoo.params import ModelParams, read_params_ini
 from modelzoo.seqencmodel import SequentialEncoder, build_model, make_optimizer
-from utils.cli import UserError
+from utils.cli import UserError, warn
 from utils.fsio import atomic_file
 
 PARAMS_FILE = "params.ini"
@@ -62,19 +62,24 @@ def find_checkpoint(directory: str | os.PathLike, name: str | None = None, requi
             raise UserError(f"{prefix}: no such checkpoint (no {prefix.name}.index)")
         return str(prefix)
     state = _read_state(directory)
-    if state.paths:
-        prefix = directory / state.paths[-1]
-        if not checkpoint_exists(prefix):
-            raise UserError(f"{directory / STATE_FILE}: names checkpoint {state.paths[-1]}, which does not exist "
-                            f"(no {prefix.name}.index)")
-        return str(prefix)
-    found = sorted(directory.glob(f"{CHECKPOINT_BASENAME}*.index"), key=_step_of)
-    if found:
-        return str(found[-1].with_suffix(""))
+    problem = _state_problem(directory, state)
+    if state.paths and not problem:
+        return str(directory / state.paths[-1])
+    on_disk = _checkpoints_on_disk(directory)
+    if on_disk:
+        if problem:
+            warn(f"{directory / STATE_FILE}: {problem}; using the newest complete checkpoint on disk, {on_disk[-1]}")
+        return str(directory / on_disk[-1])
     if required:
         raise UserError(f"{directory}: no checkpoint in the model folder (run 'python init_graph.py {directory}' "
                         "or train.py first)")
     return None
+
+
+def _checkpoints_on_disk(directory: Path) -> list[str]:
+    """Names of the complete checkpoints in ``directory``, by step."""
+    return [index.with_suffix("").name
+            for index in sorted(directory.glob(f"{CHECKPOINT_BASENAME}*.index"), key=_step_of)]
 
 
 def _step_of(index_file: Path) -> int:
@@ -308,15 +313,29 @@ class _Rotation:
     paths: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     last_preserved: float = 0.0
+    unreadable: bool = False
+
+
+def _state_problem(directory: Path, state: _Rotation) -> str | None:
+    """What makes the state file unusable (unreadable, or its latest checkpoint missing after a kill), or None."""
+    if state.unreadable:
+        return "unreadable checkpoint state file"
+    if state.paths and not checkpoint_exists(directory / state.paths[-1]):
+        return f"names checkpoint {state.paths[-1]}, which does not exist"
+    return None
 
 
 def _read_state(directory: Path) -> _Rotation:
-    """The state file's checkpoints by their names inside ``directory`` (TF1 wrote absolute paths)."""
+    """The state file's checkpoints by their names inside ``directory`` (TF1 wrote absolute paths); empty without a
+    state file, ``unreadable`` for one that cannot be parsed (empty, binary or not a state)."""
     if not (directory / STATE_FILE).is_file():
         return _Rotation()
-    state = tf.train.get_checkpoint_state(str(directory))
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except ValueError:  # an empty file, or bytes that are not UTF-8
+        state = None
     if state is None:
-        raise UserError(f"{directory / STATE_FILE}: unreadable checkpoint state file")
+        return _Rotation(unreadable=True)
     paths = [Path(path).name for path in state.all_model_checkpoint_paths]
     latest = Path(state.model_checkpoint_path).name
     if latest and latest not in paths:
@@ -333,24 +352,32 @@ def record_checkpoint(directory: str | os.PathLike, name: str, max_to_keep: int 
     """Make checkpoint ``name`` (already written in ``directory``) the latest in the state file and delete the
     oldest beyond ``max_to_keep`` (0: keep all), except one every ``keep_every_n_hours`` (as the TF1 ``Saver``)."""
     directory = Path(directory)
-    rotation = _read_state(directory)
     now = time.time()
-    if name in rotation.paths:
-        index = rotation.paths.index(name)
-        del rotation.paths[index], rotation.times[index]
+    rotation = _read_state(directory)
+    problem = _state_problem(directory, rotation)
+    if problem:  # rotate what is on disk; the times of those checkpoints are lost with the state
+        warn(f"{directory / STATE_FILE}: {problem}; rewritten from the checkpoints on disk")
+        others = [other for other in _checkpoints_on_disk(directory) if other != name]
+        rotation = _Rotation(others, [now] * len(others))
+    kept = [(path, stamp) for path, stamp in zip(rotation.paths, rotation.times, strict=True)
+            if path != name and checkpoint_exists(directory / path)]
+    rotation.paths, rotation.times = [path for path, _ in kept], [stamp for _, stamp in kept]
     rotation.paths.append(name)
     rotation.times.append(now)
     if rotation.last_preserved == 0.0:
         rotation.last_preserved = now
+    expired = []
     while max_to_keep > 0 and len(rotation.paths) > max_to_keep:
         oldest, stamp = rotation.paths.pop(0), rotation.times.pop(0)
         if stamp - rotation.last_preserved >= keep_every_n_hours * 3600:
             rotation.last_preserved = stamp  # preserved on disk, dropped from the list (as the TF1 Saver did)
         else:
-            delete_checkpoint(directory / oldest)
+            expired.append(oldest)
     lines = [f'model_checkpoint_path: "{name}"']
     lines += [f'all_model_checkpoint_paths: "{path}"' for path in rotation.paths]
     lines += [f"all_model_checkpoint_timestamps: {stamp!r}" for stamp in rotation.times]
     lines.append(f"last_preserved_timestamp: {rotation.last_preserved!r}")
     with atomic_file(directory / STATE_FILE) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
+    for oldest in expired:  # after the state file names only kept checkpoints: a kill leaves a usable folder
+        delete_checkpoint(directory / oldest)
