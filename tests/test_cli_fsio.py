@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from utils.cli import ArgumentParser, DefaultsHelpFormatter, UserError, resolve_datadir, run, str2bool
-from utils.fsio import atomic_dir, atomic_file
+from utils.fsio import atomic_dir, atomic_file, remove_orphans
 
 
 @pytest.mark.parametrize("text,value", [("True", True), ("true", True), ("1", True), ("yes", True),
@@ -90,3 +90,17 @@ def test_help_names_each_default_once():
     assert "epochs (default: 1)" in text
     assert "(default: all)" in text and "(default: None)" not in text
     assert text.count("default") == 2
+
+
+def test_orphans_of_killed_processes_are_removed_and_those_of_running_ones_kept(tmp_path):
+    dead = 999_999_999  # above any pid_max
+    names = {f".metrics.json.{dead}.k3j_h5g6.part": False, f".staged.{dead}.abcdefgh.part": True,
+             f".model.ckpt-4.{dead}.part.index": False, f".model.ckpt-4.{dead}.part.data-00000-of-00001": False,
+             f".staged.{os.getpid()}.abcdefgh.part": True, f".staged.{os.getppid()}.abcdefgh.part": True,
+             f"model.ckpt-4.{dead}.part": False, ".hidden.part": False}
+    for name, folder in names.items():
+        (tmp_path / name).mkdir() if folder else (tmp_path / name).write_text("x")
+    assert remove_orphans(tmp_path) == sorted(name for name in names if f".{dead}." in name and name[0] == ".")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".staged.{os.getpid()}.abcdefgh.part", f".staged.{os.getppid()}.abcdefgh.part", f"model.ckpt-4.{dead}.part",
+         ".hidden.part"])

@@ -394,6 +394,36 @@ def test_corrupt_tile_names_the_file_and_writes_no_reports(source, modeldir, tmp
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_a_storedir_holds_the_outputs_of_one_complete_run(source, modeldir, tmp_path):
+    """A failed run leaves the earlier complete run's outputs as they were; a complete run replaces all of them
+    (no tiles of another run beside its metrics); a killed run's staging folder goes with the next run."""
+    eval_ids = read_tileids(source, "eval")[:3]
+    root = make_root(source, tmp_path / "240", eval_ids, eval_ids[:2])
+    out = tmp_path / "out"
+    call([modeldir, "--datadir", root, "--storedir", out, "-b", 2, "--writetiles"])
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert len(list((out / "prediction").iterdir())) == 3
+    (out / ".staged.999999999.abcdefgh.part").mkdir()  # the staging folder of a killed run (no such process)
+    (out / ".staged.999999999.abcdefgh.part" / "metrics.json").write_text("{}")
+
+    broken = make_root(source, tmp_path / "broken", eval_ids, eval_ids)
+    (broken / "data16").unlink()
+    (broken / "data16").mkdir()
+    for tileid in eval_ids:
+        shutil.copy(source / "data16" / f"{tileid}.tfrecord.gz", broken / "data16")
+    (broken / "data16" / f"{eval_ids[2]}.tfrecord.gz").write_bytes(b"not a record")
+    with pytest.raises(UserError, match=f"{eval_ids[2]}.tfrecord.gz"):
+        call([modeldir, "--datadir", broken, "--storedir", out, "-b", 1, "--writetiles"])
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+    call([modeldir, "--datadir", root, "--storedir", out, "-b", 2, "--partition", "test", "--fold", 1])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["classes.csv", "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png", "metrics.csv",
+         "metrics.json", "truepred.npy"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_tiles"] == 2 and metrics["run"]["partition"] == "test"
+
+
 def test_truepred_writer_streams_and_writes_only_when_complete(tmp_path):
     path = tmp_path / "truepred.npy"
     with TruePredWriter(path) as writer:

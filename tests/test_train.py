@@ -204,8 +204,13 @@ def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, 
     assert logged["oa"][-1][1] == pytest.approx(float(rows[-3]["oa"]), abs=1e-6)
     assert logged["learning_rate"][0][1] == pytest.approx(0.01)
 
-    # a second run with more epochs continues the counters, the epoch count and the log
+    # a second run with more epochs continues the counters, the epoch count and the log; the temporary files of a
+    # save that was killed go
+    orphans = [folder / f".model.ckpt-5.999999999.part.{suffix}" for suffix in ("index", "data-00000-of-00001")]
+    for orphan in orphans:
+        orphan.write_bytes(b"half")
     train.main(train_args(folder, synthetic_root, "-e", "2", "--summary_frequency", "2", "--save_frequency", "100"))
+    assert not any(orphan.exists() for orphan in orphans)
     out = capsys.readouterr().out
     assert "resuming from model.ckpt-4: step 4, 16 tiles seen, epoch 1.00" in out
     tensors = read_checkpoint(folder / "model.ckpt-8")

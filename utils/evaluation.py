@@ -16,6 +16,10 @@ Layout of ``storedir`` (the original's names; ``png/`` and the mosaics are new):
   ``metrics.json`` and ``confusion_matrix.png`` (always);
 - ``prediction.tif``, ``ground_truth.tif``, ``mask.tif``, ``loss.tif`` and ``confidences/<k>_<class_name>.tif``:
   Cloud-Optimized GeoTIFF mosaics of the tiles (``--mosaic``).
+
+A run's outputs are one unit: written into a hidden staging folder inside ``storedir`` and moved in place when
+complete, replacing every output of an earlier run (a storedir never mixes two checkpoints or two years; after a
+failed or killed run it holds the last complete one). ``metrics.json`` moves last.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from tqdm import tqdm
 from modelzoo.seqencmodel import SequentialEncoder, build_model, per_pixel_xe
 from utils.cli import UserError, warn
 from utils.dataset import ClassList, Dataset, translate_errors
-from utils.fsio import atomic_file
+from utils.fsio import atomic_file, remove_orphans, staged_files
 from utils.georef import GeoRef, read_geotransforms
-from utils.metrics import ConfusionMatrix, format_summary, write_reports
+from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.rasters import (
     mosaic,
@@ -60,6 +64,8 @@ LEGEND_PNG = "legend.png"
 CONFUSION_PNG = "confusion_matrix.png"
 TRUEPRED_NPY = "truepred.npy"
 GEOTRANSFORMS_CSV = "geotransforms.csv"
+EVALUATION_OUTPUTS = (*TILE_PRODUCTS, *(f"{product}.tif" for product in TILE_PRODUCTS), CONFIDENCES, PNG,
+                      TRUEPRED_NPY, CONFUSION_PNG, *REPORT_FILES)  # what a run replaces of an earlier one
 WRITER_THREADS = 8  # the writes wait on the disk as much as on the CPU
 
 
@@ -300,6 +306,7 @@ def _prepare_storedir(storedir: Path) -> None:
         raise UserError(f"{storedir}: cannot create the output folder ({err.strerror or err})") from None
     if not os.access(storedir, os.W_OK):
         raise UserError(f"{storedir}: the output folder is not writable")
+    remove_orphans(storedir)
 
 
 def evaluate(settings: Settings) -> Result:
@@ -323,26 +330,9 @@ def evaluate(settings: Settings) -> Result:
     writetiles = settings.writetiles or settings.mosaic
     georefs = read_georefs(dataset.root, tileids, writetiles or settings.writeconfidences)
     _prepare_storedir(settings.storedir)
-    pipeline = dataset.pipeline(settings.partition, settings.fold, batchsize=settings.batchsize, shuffle=False,
-                                repeat=False, temporal_samples=None, prefetch=settings.prefetch)
-    source = f"{dataset.root} [{settings.section}] {settings.partition}"
-    if settings.partition != "eval":
-        source += f" fold {settings.fold}"
-    print(f"evaluating {prefix or folder.path} (step {step}) on {source}: {len(files)} tiles", file=sys.stderr)
-    writer = TileWriter(settings.storedir, classes, georefs, writetiles, settings.writeconfidences)
-    forward = make_forward(model, pipeline.element_spec)
-    matrix, evaluated, timings = _run(forward, pipeline, classes, writer, settings, len(files))
-    mark = time.perf_counter()
-    metrics = _write_reports(settings, classes, matrix, evaluated, prefix, step)
-    if writetiles:
-        write_legend_png(settings.storedir / PNG / LEGEND_PNG, classes.names, classes.ids)
-    if settings.mosaic:
-        placed = [tileid for tileid in evaluated if tileid in georefs]
-        if placed:
-            write_mosaics(settings.storedir, writer.folders(), placed)
-        else:
-            warn("no tile has a georeference: no mosaic written")
-    timings.finish = time.perf_counter() - mark
+    with staged_files(settings.storedir, EVALUATION_OUTPUTS, last=METRICS_JSON) as stage:
+        metrics, evaluated, timings, writer = _evaluate_into(stage, settings, folder.path, dataset, files, model,
+                                                             prefix, step, georefs)
     timings.total = time.perf_counter() - start
     print(f"{len(evaluated)} tiles, {metrics['num_pixels']:,} labelled pixels\n{format_summary(metrics)}", end="")
     if settings.verbose:
@@ -351,6 +341,35 @@ def evaluate(settings: Settings) -> Result:
               f"{timings.finish:.1f}", file=sys.stderr)
     print(_outputs_note(settings.storedir, writer, settings.mosaic), file=sys.stderr)
     return Result(metrics, evaluated, timings)
+
+
+def _evaluate_into(storedir: Path, settings: Settings, modeldir: Path, dataset: Dataset, files: list[tuple[int, Path]],
+                   model: SequentialEncoder, prefix: str | None, step: int,
+                   georefs: Mapping[int, GeoRef]) -> tuple[dict, list[int], Timings, TileWriter]:
+    """The evaluation with every output written into ``storedir`` (the staging folder of the run)."""
+    classes = dataset.classes
+    writetiles = settings.writetiles or settings.mosaic
+    pipeline = dataset.pipeline(settings.partition, settings.fold, batchsize=settings.batchsize, shuffle=False,
+                                repeat=False, temporal_samples=None, prefetch=settings.prefetch)
+    source = f"{dataset.root} [{settings.section}] {settings.partition}"
+    if settings.partition != "eval":
+        source += f" fold {settings.fold}"
+    print(f"evaluating {prefix or modeldir} (step {step}) on {source}: {len(files)} tiles", file=sys.stderr)
+    writer = TileWriter(storedir, classes, georefs, writetiles, settings.writeconfidences)
+    forward = make_forward(model, pipeline.element_spec)
+    matrix, evaluated, timings = _run(forward, pipeline, classes, writer, storedir, settings, len(files))
+    mark = time.perf_counter()
+    metrics = _write_reports(storedir, settings, classes, matrix, evaluated, prefix, step)
+    if writetiles:
+        write_legend_png(storedir / PNG / LEGEND_PNG, classes.names, classes.ids)
+    if settings.mosaic:
+        placed = [tileid for tileid in evaluated if tileid in georefs]
+        if placed:
+            write_mosaics(storedir, writer.folders(), placed)
+        else:
+            warn("no tile has a georeference: no mosaic written")
+    timings.finish = time.perf_counter() - mark
+    return metrics, evaluated, timings, writer
 
 
 def _outputs_note(storedir: Path, writer: TileWriter, mosaics: bool) -> str:
@@ -368,14 +387,14 @@ def _outputs_note(storedir: Path, writer: TileWriter, mosaics: bool) -> str:
     return "\n".join(lines)
 
 
-def _run(forward: Callable, pipeline: tf.data.Dataset, classes: ClassList, writer: TileWriter, settings: Settings,
-         num_tiles: int) -> tuple[ConfusionMatrix, list[int], Timings]:
+def _run(forward: Callable, pipeline: tf.data.Dataset, classes: ClassList, writer: TileWriter, storedir: Path,
+         settings: Settings, num_tiles: int) -> tuple[ConfusionMatrix, list[int], Timings]:
     """The loop over the batches: forward pass, confusion matrix, ``truepred.npy`` and the tile files (threads)."""
     matrix = ConfusionMatrix(classes.num_classes)
     timings = Timings()
     evaluated: list[int] = []
     write = bool(writer.folders())
-    with (translate_errors(), TruePredWriter(settings.storedir / TRUEPRED_NPY) as truepred,
+    with (translate_errors(), TruePredWriter(storedir / TRUEPRED_NPY) as truepred,
           WriterPool(WRITER_THREADS, 2 * settings.batchsize + WRITER_THREADS) as pool,
           tqdm(total=num_tiles, unit="tile", disable=None, file=sys.stderr) as progress):
         batches = iter(pipeline)
@@ -404,10 +423,9 @@ def _run(forward: Callable, pipeline: tf.data.Dataset, classes: ClassList, write
     return matrix, evaluated, timings
 
 
-def _write_reports(settings: Settings, classes: ClassList, matrix: ConfusionMatrix, tileids: list[int],
-                   checkpoint: str | None, step: int) -> dict:
+def _write_reports(storedir: Path, settings: Settings, classes: ClassList, matrix: ConfusionMatrix,
+                   tileids: list[int], checkpoint: str | None, step: int) -> dict:
     """The original's report files, ``metrics.json`` with the run's details, and the confusion-matrix plot."""
-    storedir = settings.storedir
     run = {"modeldir": str(settings.modeldir), "checkpoint": checkpoint, "global_step": step,
            "datadir": str(settings.datadir), "section": settings.section, "partition": settings.partition,
            "fold": settings.fold, "mixed_precision": settings.mixed_precision}

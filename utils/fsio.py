@@ -1,11 +1,16 @@
-"""Atomic file output: a file or folder appears under its final name only once it is complete."""
+"""Atomic file output: a file or folder appears under its final name only once it is complete.
+
+Temporary names are hidden and carry the writing process's id (``.<name>.<pid>.<random>.part``), so that the
+leftovers of a killed run can be told from those of a run still going and removed (:func:`remove_orphans`).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +31,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed to ``path`` when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -42,7 +47,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` when the block ends without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
         _default_mode(tmp, 0o777)
@@ -55,15 +60,58 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
-def staged_files(folder: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder inside ``folder``; when the block ends without error, every file written into it
-    moves into ``folder`` (replacing files of the same name), else none does: all or nothing."""
+def staged_files(folder: str | os.PathLike, replaces: Iterable[str] = (), last: str | None = None) -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder``; when the block ends without error, every file and folder written
+    into it moves into ``folder``, else none does: all or nothing.
+
+    Entries of the same name are replaced, and so are those named in ``replaces`` (an earlier run's outputs, so that
+    the folder never mixes two runs). ``last``, the file that marks the outputs complete, is removed first and moved
+    in last.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".staged.", suffix=".part", dir=folder))
+    tmp = Path(tempfile.mkdtemp(prefix=f".staged.{os.getpid()}.", suffix=".part", dir=folder))
     try:
         yield tmp
-        for path in sorted(tmp.iterdir()):
+        entries = sorted(tmp.iterdir(), key=lambda path: (path.name == last, path.name))
+        for name in dict.fromkeys([*([last] if last else []), *replaces, *(path.name for path in entries)]):
+            _remove(folder / name)
+        for path in entries:
             os.replace(path, folder / path.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)(?:\.\w{8})?\.part(?:\.index|\.data-\d{5}-of-\d{5})?$")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphans(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files and folders that killed processes left in ``folder`` (hidden ``.part`` names of a
+    process id no longer running, on this machine); returns their names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+            _remove(path)
+            removed.append(path.name)
+    return removed

@@ -37,6 +37,7 @@ CLASSES_CSV = "classes.csv"
 CLASSIFICATION_REPORT_TXT = "classification_report.txt"
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
+REPORT_FILES = (CONFUSION_MATRIX_CSV, CLASSES_CSV, CLASSIFICATION_REPORT_TXT, METRICS_CSV, METRICS_JSON)
 
 
 class ConfusionMatrix:

@@ -50,6 +50,7 @@ from modelzoo.seqencmodel import (
 )
 from utils.cli import UserError
 from utils.dataset import Dataset, translate_errors
+from utils.fsio import remove_orphans
 from utils.modelfolder import ModelFolder, TrainingState
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -463,6 +464,8 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.interactive = interactive
+        if self.chief:
+            remove_orphans(folder.path)  # temporary files of a killed run
         replicas = self.strategy.num_replicas_in_sync
         if options.batchsize % replicas:
             raise UserError(f"--batchsize {options.batchsize} is not divisible by the {replicas} replicas")
