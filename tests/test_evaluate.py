@@ -21,7 +21,7 @@ import evaluate as evaluate_script
 from modelzoo.params import ModelParams, write_params_ini
 from utils.cli import UserError, run
 from utils.dataset import read_classes, read_tileids
-from utils.evaluation import TileWriter, TruePredWriter, WriterPool
+from utils.evaluation import TileWriter, TruePredWriter, WriterPool, load_model
 from utils.georef import read_geotransforms
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.rasters import ERROR_COLORS, TUM_COLORS, UNKNOWN_COLOR, png_scale, read_geotiff
@@ -422,6 +422,27 @@ def test_a_storedir_holds_the_outputs_of_one_complete_run(source, modeldir, tmp_
          "metrics.json", "truepred.npy"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_tiles"] == 2 and metrics["run"]["partition"] == "test"
+
+
+def test_the_latest_checkpoint_rotated_away_while_loading_is_resolved_again(modeldir, source, tmp_path, monkeypatch):
+    """evaluate.py during training: the latest checkpoint may be rotated away between resolving and reading it;
+    the new latest is read instead."""
+    folder = ModelFolder(shutil.copytree(modeldir, tmp_path / "m"))
+    resolve = ModelFolder.checkpoint
+
+    def resolve_then_rotate(self, name=None, required=True):
+        prefix = resolve(self, name, required)
+        if prefix.endswith("model.ckpt-7"):  # a training saves step 9 and deletes step 7 (--max_models_to_keep 1)
+            state = TrainingState(folder.build_model())
+            state.restore(prefix)
+            state.global_step.assign(9)
+            state.save(folder, max_to_keep=1)
+        return prefix
+
+    monkeypatch.setattr(ModelFolder, "checkpoint", resolve_then_rotate)
+    classes = read_classes(source)
+    _, prefix, step = load_model(folder, classes, source / "classes.txt")
+    assert (Path(prefix).name, step) == ("model.ckpt-9", 9)
 
 
 def test_truepred_writer_streams_and_writes_only_when_complete(tmp_path):

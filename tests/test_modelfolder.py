@@ -296,6 +296,45 @@ def test_a_kill_during_rotation_leaves_a_usable_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.path.glob("*.index")) == ["model.ckpt-2.index", "model.ckpt-6.index"]
 
 
+def test_a_model_folder_is_held_by_one_training_until_its_process_ends(tmp_path):
+    folder = make_folder(tmp_path / "m")
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+        from utils.modelfolder import ModelFolder
+        with ModelFolder({str(folder.path)!r}).lock():
+            print("locked", flush=True)
+            time.sleep(600)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        expected = (rf"m: the model folder is in use by another training \(process {holder.pid}\); wait for it to end "
+                    "or train into another folder$")
+        with pytest.raises(UserError, match=expected), folder.lock():
+            pass
+    finally:
+        holder.kill()  # SIGKILL: no clean-up runs, the kernel releases the lock
+        holder.wait()
+    with folder.lock():
+        assert (folder.path / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_damaged_data_file_is_a_one_line_error_and_assigns_nothing(tmp_path):
+    folder = make_folder(tmp_path / "m")
+    state = TrainingState(folder.build_model(), make_optimizer(folder.params))
+    prefix = Path(state.save(folder))
+    data = next(prefix.parent.glob(f"{prefix.name}.data-*"))
+    fresh = TrainingState(folder.build_model(), make_optimizer(folder.params))
+    fresh_values = {name: value.numpy().copy() for name, value in fresh.variables().items()}
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    with pytest.raises(UserError, match=r"model.ckpt-0: unreadable checkpoint \(.+\)$"):
+        fresh.restore(prefix)
+    assert all(np.array_equal(fresh_values[name], value.numpy()) for name, value in fresh.variables().items())
+    data.unlink()
+    with pytest.raises(UserError, match=r"model.ckpt-0: unreadable checkpoint"):
+        fresh.restore(prefix)
+
+
 def test_keras_export_round_trips(tmp_path):
     model = build_model(ModelParams(**SMALL, convcell="lstm"))
     randomize(model, seed=3)

@@ -445,6 +445,16 @@ def test_an_empty_partition_is_a_one_line_error(tmp_path, synthetic_root, capsys
     assert status == 2 and "test_fold1.tileids: none of its 1 tile ids has a file" in err
 
 
+def test_a_second_training_of_a_folder_in_use_is_a_one_line_error(tmp_path, synthetic_root, capsys):
+    folder = make_model_folder(tmp_path / "m")
+    with ModelFolder(folder).lock():  # held as a running train.py holds it (here by this process)
+        status, err = run_cli(train_args(folder, synthetic_root), capsys)
+    assert status == 2 and err.strip().splitlines()[-1].endswith(
+        f" error: {folder}: the model folder is in use by another training (process {os.getpid()}); wait for it to "
+        "end or train into another folder")
+    assert not list(folder.glob("model.ckpt-*"))
+
+
 def test_a_checkpoint_of_another_network_is_a_one_line_error(tmp_path, synthetic_root, capsys):
     folder = make_model_folder(tmp_path / "m")
     other = TrainingState(build_model(ModelParams(convrnn_filters=16)))

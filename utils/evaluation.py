@@ -45,7 +45,7 @@ from utils.dataset import ClassList, Dataset, translate_errors
 from utils.fsio import atomic_file, remove_orphans, staged_files
 from utils.georef import GeoRef, read_geotransforms
 from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
-from utils.modelfolder import ModelFolder, TrainingState
+from utils.modelfolder import ModelFolder, TrainingState, checkpoint_exists
 from utils.rasters import (
     mosaic,
     write_class_png,
@@ -66,6 +66,7 @@ TRUEPRED_NPY = "truepred.npy"
 GEOTRANSFORMS_CSV = "geotransforms.csv"
 EVALUATION_OUTPUTS = (*TILE_PRODUCTS, *(f"{product}.tif" for product in TILE_PRODUCTS), CONFIDENCES, PNG,
                       TRUEPRED_NPY, CONFUSION_PNG, *REPORT_FILES)  # what a run replaces of an earlier one
+RESOLVE_ATTEMPTS = 3  # of the latest checkpoint, while a training may rotate checkpoints
 WRITER_THREADS = 8  # the writes wait on the disk as much as on the CPU
 
 
@@ -125,16 +126,23 @@ def load_model(folder: ModelFolder, classes: ClassList, classes_file: Path, chec
     if folder.params.num_classes != classes.num_classes:
         raise UserError(f"{params_file}: the model has num_classes = {folder.params.num_classes} but "
                         f"{classes_file} lists {classes.num_classes} classes besides unknown")
-    prefix = folder.checkpoint(checkpoint, required=False)
-    if prefix is None and not allow_untrained:
-        raise UserError(f"{folder.path}: no checkpoint in the model folder (train the model first, or pass "
-                        "--allow_untrained to evaluate its random initial weights)")
     model = build_model(folder.params, mixed_precision=mixed_precision)
-    if prefix is None:
-        return model, None, 0
     state = TrainingState(model)
-    state.restore(prefix, include_optimizer=False)
-    return model, prefix, int(state.global_step.numpy())
+    attempts = RESOLVE_ATTEMPTS
+    while True:
+        prefix = folder.checkpoint(checkpoint, required=False)
+        if prefix is None and not allow_untrained:
+            raise UserError(f"{folder.path}: no checkpoint in the model folder (train the model first, or pass "
+                            "--allow_untrained to evaluate its random initial weights)")
+        if prefix is None:
+            return model, None, 0
+        try:
+            state.restore(prefix, include_optimizer=False)
+            return model, prefix, int(state.global_step.numpy())
+        except UserError:  # the latest checkpoint rotated away by a training between resolving and reading it
+            attempts -= 1
+            if checkpoint is not None or checkpoint_exists(prefix) or not attempts:
+                raise
 
 
 def make_forward(model: SequentialEncoder, element_spec: Mapping[str, tf.TensorSpec]

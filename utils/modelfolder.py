@@ -10,11 +10,14 @@ with the original's tools. Names come from :meth:`modelzoo.seqencmodel.Sequentia
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from utils.fsio import atomic_file
 PARAMS_FILE = "params.ini"
 CHECKPOINT_BASENAME = "model.ckpt"
 STATE_FILE = "checkpoint"
+LOCK_FILE = ".lock"
 COUNTERS = ("global_step", "samples_seen")
 ADAM_SLOTS = ("Adam", "Adam_1")  # TF1 names of Adam's first and second moment slots
 BETA_POWERS = ("beta1_power", "beta2_power")
@@ -122,6 +126,28 @@ class ModelFolder:
         """The newest complete checkpoint (see :func:`find_checkpoint`), or ``None``."""
         return find_checkpoint(self.path, required=False)
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one training: an exclusive ``flock`` on ``.lock``, released when the block ends or the
+        process dies, however it dies. A folder held by another process is a :class:`UserError` naming it."""
+        path = self.path / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise UserError(f"{path}: cannot open the lock file ({err.strerror or err})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise UserError(f"{self.path}: the model folder is in use by another training (process {holder}); "
+                                "wait for it to end or train into another folder") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
     def checkpoint(self, name: str | None = None, required: bool = True) -> str | None:
         """Resolve a checkpoint: ``name`` (e.g. ``model.ckpt-13824``, relative to the folder) or else the latest.
 
@@ -133,12 +159,21 @@ class ModelFolder:
 def read_checkpoint(prefix: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every variable of a name-based checkpoint as ``{name: array}`` (TF1 or this project's)."""
     reader = _reader(prefix)
-    return {name: reader.get_tensor(name) for name in sorted(reader.get_variable_to_shape_map())}
+    return _read_tensors(reader, prefix, sorted(reader.get_variable_to_shape_map()))
 
 
 def checkpoint_shapes(prefix: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of a name-based checkpoint, without reading the values."""
     return {name: tuple(shape) for name, shape in _reader(prefix).get_variable_to_shape_map().items()}
+
+
+def _read_tensors(reader, prefix: str | os.PathLike, names: list[str]) -> dict[str, np.ndarray]:
+    """The values of ``names``; a missing or damaged data file is a :class:`UserError`."""
+    try:
+        return {name: reader.get_tensor(name) for name in names}
+    except (tf.errors.OpError, IndexError, ValueError) as err:  # pybind raises IndexError for OUT_OF_RANGE
+        message = getattr(err, "message", None) or str(err)
+        raise UserError(f"{prefix}: unreadable checkpoint ({message.splitlines()[0]})") from None
 
 
 def _reader(prefix: str | os.PathLike):
@@ -282,18 +317,19 @@ class TrainingState:
         if foreign:
             raise UserError(f"{prefix}: checkpoint variable '{foreign[0]}' is not in the network of params.ini "
                             f"({len(foreign)} such variables): not a checkpoint of this network")
+        values = _read_tensors(reader, prefix, [*targets, *(["beta2_power"] if "beta2_power" in shapes else [])])
         for name, variable in targets.items():
-            variable.assign(tf.cast(reader.get_tensor(name), variable.dtype))
+            variable.assign(tf.cast(values[name], variable.dtype))
         if use_optimizer:
-            self.optimizer.iterations.assign(self._adam_steps(reader, shapes))
+            self.optimizer.iterations.assign(self._adam_steps(values))
         return unused - ({*BETA_POWERS} if use_optimizer else set())
 
-    def _adam_steps(self, reader, shapes: dict[str, tuple[int, ...]]) -> int:
+    def _adam_steps(self, values: dict[str, np.ndarray]) -> int:
         """Adam's step count t: TF1 stores ``beta2_power`` = β2^(t+1); where that has underflowed (t ≳ 87k for the
         default β2, bias correction long finished) or is absent, ``global_step``."""
         beta2 = float(self.optimizer.beta_2)
-        if "beta2_power" in shapes and 0.0 < beta2 < 1.0:
-            power = float(reader.get_tensor("beta2_power"))
+        if "beta2_power" in values and 0.0 < beta2 < 1.0:
+            power = float(values["beta2_power"])
             if np.finfo(np.float32).tiny <= power < 1.0:
                 return max(round(math.log(power) / math.log(beta2)) - 1, 0)
         return int(self.global_step.numpy())

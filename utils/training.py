@@ -464,8 +464,6 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.interactive = interactive
-        if self.chief:
-            remove_orphans(folder.path)  # temporary files of a killed run
         replicas = self.strategy.num_replicas_in_sync
         if options.batchsize % replicas:
             raise UserError(f"--batchsize {options.batchsize} is not divisible by the {replicas} replicas")
@@ -657,7 +655,17 @@ class Trainer:
     # -- the loop
 
     def run(self) -> int | None:
-        """Train until ``epochs`` epochs are done; return the signal number if SIGINT/SIGTERM stopped it early."""
+        """Train until ``epochs`` epochs are done; return the signal number if SIGINT/SIGTERM stopped it early.
+
+        The chief holds the model folder's lock meanwhile (another training of the folder is a one-line error) and
+        first removes the temporary files of a killed run."""
+        if not self.chief:
+            return self._train()
+        with self.folder.lock():
+            remove_orphans(self.folder.path)
+            return self._train()
+
+    def _train(self) -> int | None:
         options = self.options
         start_step = self.global_step
         if self.samples_seen >= self.target_samples:
