@@ -124,6 +124,8 @@ def test_read_classes(root):
     assert classes.names == ("unknown", "sugar beet", "rape", "maize")
     assert classes.num_classes == 3
     assert classes.folder_names == ["1_sugar_beet", "2_rape", "3_maize"]
+    hostile = ClassList((0, 1, 2), ("unknown", "x/../../../../escape", "oat\\summer: früh"))
+    assert hostile.folder_names == ["1_x_.._.._.._.._escape", "2_oat_summer__früh"]
     np.testing.assert_array_equal(classes.to_index([[0, 1, 5], [26, 7, -3]]), [[0, 1, 2], [3, 0, 0]])
     assert classes.to_index([5]).dtype == np.int32
     np.testing.assert_array_equal(classes.to_raw([[3, 0], [2, 1]]), [[26, 0], [5, 1]])

@@ -30,6 +30,7 @@ INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "til
 FOLDED_PARTITIONS = ("train", "test")
 PARTITIONS = ("train", "test", "eval")
 _TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")
+_UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # characters of class names not kept in folder names
 _READ_BUFFER = 1 << 20
 _RNG = "philox"
 _UNREADABLE = "no readable tf.train.Example record (the file is empty, truncated, corrupt or not a TFRecord)"
@@ -121,8 +122,9 @@ class ClassList:
 
     @property
     def folder_names(self) -> list[str]:
-        """Confidence folder names of the original: ``<k>_<name with underscores>`` for k = 1..num_classes."""
-        return [f"{k}_{name.replace(' ', '_')}" for k, name in enumerate(self.names[1:], start=1)]
+        """Confidence folder names of the original: ``<k>_<name with underscores>`` for k = 1..num_classes; every
+        character but letters, digits, ``.`` and ``-`` becomes ``_`` (names from data never make a path)."""
+        return [f"{k}_{_UNSAFE_IN_NAMES.sub('_', name)}" for k, name in enumerate(self.names[1:], start=1)]
 
     def to_index(self, raw: npt.ArrayLike) -> np.ndarray:
         """Raw class ids → class indices (int32); raw ids not in the list become 0 (unknown)."""
