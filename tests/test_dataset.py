@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from test_records import drop, edited, random_tile, set_values
 
 from utils import dataset as ds
 from utils.cli import UserError, run
-from utils.dataset import ClassList, Dataset, SectionConfig, iterate
+from utils.dataset import ClassList, Dataset, SectionConfig, iterate, read_classes, read_dataset_ini, read_tileids
+from utils.georef import read_geotransforms
 from utils.records import Tile, write_tile
 
 NOBS, PIX = 6, 12
@@ -171,6 +173,19 @@ def test_tileids_errors(tmp_path, root):
 
 
 # --- tile files --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["dataset.ini", "classes.txt", "tileids/eval.tileids", "geotransforms.csv"])
+def test_a_file_that_is_not_utf8_is_a_one_line_error(tmp_path, root, name):
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy, symlinks=True)
+    path = copy / name
+    path.write_bytes(b"1|ok\n\xff\xfe2|Zuckerr\xfcbe\n")
+    read = {"dataset.ini": lambda: read_dataset_ini(copy), "classes.txt": lambda: read_classes(copy),
+            "tileids/eval.tileids": lambda: read_tileids(copy, "eval"),
+            "geotransforms.csv": lambda: read_geotransforms(copy / "geotransforms.csv")}[name]
+    with pytest.raises(UserError, match=rf"^{re.escape(str(path))}: not UTF-8 text \(byte 0xff at offset 5\)$"):
+        read()
+
 
 def test_tile_files_intersect_and_report_missing_once(root, capsys):
     dataset = Dataset(root)

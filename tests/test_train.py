@@ -19,7 +19,7 @@ import train
 from modelzoo.params import ModelParams, write_params_ini
 from modelzoo.seqencmodel import build_model
 from utils import training
-from utils.cli import run
+from utils.cli import UserError, run
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, write_checkpoint
 from utils.training import LOG_COLUMNS, Trainer, TrainingOptions, format_duration, pipeline_seed, validation_input
 
@@ -470,3 +470,9 @@ def test_a_class_count_that_differs_from_the_network_is_a_one_line_error(tmp_pat
     folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, num_classes=12))
     status, err = run_cli(train_args(folder, synthetic_root), capsys)
     assert status == 2 and "classes.txt: 17 classes, but the network of params.ini has num_classes = 12" in err
+
+
+def test_a_training_log_that_is_not_utf8_is_a_one_line_error(tmp_path):
+    (tmp_path / "training_log.csv").write_bytes(b"time,elapsed_s\n\x80\x81\n")
+    with pytest.raises(UserError, match=r"training_log.csv: not UTF-8 text \(byte 0x80 at offset 15\)$"):
+        training.TrainingLog(tmp_path)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from utils import records
 from utils.cli import ArgumentParser, UserError, resolve_datadir, run, warn
+from utils.fsio import read_text
 from utils.labels import describe_ids, id_counts, unlisted_ids
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
@@ -69,7 +70,7 @@ def _read_ini(root: Path) -> tuple[Path, configparser.ConfigParser]:
         raise UserError(f"{path}: no such file")
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read_string(path.read_text(), source=str(path))
+        parser.read_string(read_text(path), source=str(path))
     except configparser.Error as err:
         raise UserError(f"{path}: {str(err).splitlines()[0]}") from None
     return path, parser
@@ -153,7 +154,7 @@ def read_classes_file(path: str | os.PathLike) -> ClassList:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     ids, names = [], []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if "|" not in line:
             continue
         fields = line.split("|")
@@ -187,7 +188,7 @@ def read_tileids(root: str | os.PathLike, partition: str, fold: int = 0) -> list
         present = sorted(p.stem for p in path.parent.glob("*.tileids"))
         raise UserError(f"{path}: no such file (partitions in {path.parent}: {', '.join(present) or 'none'})")
     ids = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -14,6 +14,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from utils.cli import UserError
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The text of a UTF-8 file; other bytes or an unreadable file are a :class:`UserError` naming the file."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+
 
 def _umask() -> int:
     mask = os.umask(0)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.cli import UserError
+from utils.fsio import read_text
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def read_geotransforms(path: str | os.PathLike) -> dict[int, GeoRef]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     georefs = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         fields = [field.strip() for field in line.split(",")]

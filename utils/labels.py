@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.cli import UserError
+from utils.fsio import read_text
 from utils.georef import GeoRef
 from utils.rasters import open_raster, read_window
 
@@ -23,10 +24,7 @@ def read_labelmap(path: str | os.PathLike) -> dict[int, int]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file") from None
+    lines = read_text(path).splitlines()
     mapping: dict[int, int] = {}
     first = True
     for lineno, line in enumerate(lines, start=1):

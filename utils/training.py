@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -50,7 +51,7 @@ from modelzoo.seqencmodel import (
 )
 from utils.cli import UserError
 from utils.dataset import Dataset, translate_errors
-from utils.fsio import remove_orphans
+from utils.fsio import read_text, remove_orphans
 from utils.modelfolder import ModelFolder, TrainingState
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -350,8 +351,7 @@ class TrainingLog:
         """Wall and CPU seconds of the previous runs, from the last row of the log."""
         if not self.path.is_file():
             return 0.0, 0.0
-        with open(self.path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = list(csv.DictReader(io.StringIO(read_text(self.path), newline="")))
         try:
             return (float(rows[-1]["elapsed_s"]), float(rows[-1]["cpu_s"])) if rows else (0.0, 0.0)
         except (KeyError, TypeError, ValueError):
