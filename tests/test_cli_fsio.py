@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from utils.cli import ArgumentParser, DefaultsHelpFormatter, UserError, resolve_datadir, run, str2bool
-from utils.fsio import atomic_dir, atomic_file, remove_orphans
+from utils.fsio import atomic_dir, atomic_file, make_folder, remove_orphans, staged_files
 
 
 @pytest.mark.parametrize("text,value", [("True", True), ("true", True), ("1", True), ("yes", True),
@@ -104,3 +104,16 @@ def test_orphans_of_killed_processes_are_removed_and_those_of_running_ones_kept(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f".staged.{os.getpid()}.abcdefgh.part", f".staged.{os.getppid()}.abcdefgh.part", f"model.ckpt-4.{dead}.part",
          ".hidden.part"])
+
+
+def test_output_folders_that_are_files_are_one_line_errors(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match=r"file: exists and is not a folder$"):
+        make_folder(tmp_path / "file")
+    for writer in (atomic_file, atomic_dir):
+        with pytest.raises(UserError, match=r"file/sub: cannot create the folder \(Not a directory\)$"), \
+                writer(tmp_path / "file" / "sub" / "out.txt"):
+            pass
+    with pytest.raises(UserError, match=r"file: exists and is not a folder$"), staged_files(tmp_path / "file"):
+        pass
+    assert make_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()

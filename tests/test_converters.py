@@ -144,3 +144,6 @@ def _tile_folder(tmp_path):
     folder = tmp_path / "mytile" / "10m"
     folder.mkdir(parents=True)
     return folder.parent
+    (tmp_path / "file").write_text("x")
+    err = _error(tfrecord2tif.main, [str(first), "--outdir", str(tmp_path / "file")], capsys)
+    assert err.strip().endswith("file: exists and is not a folder")

@@ -375,8 +375,10 @@ def test_bad_input_is_one_line_with_exit_status_2(root, modeldir, tmp_path, caps
         with pytest.raises(UserError, match=message):
             call([modeldir, "--datadir", root, "--storedir", tmp_path / "out", *extra])
     (tmp_path / "file").write_text("")
-    with pytest.raises(UserError, match="cannot create the output folder"):
+    with pytest.raises(UserError, match=r"file/out: cannot create the folder \(Not a directory\)$"):
         call([modeldir, "--datadir", root, "--storedir", tmp_path / "file" / "out"])
+    with pytest.raises(UserError, match=r"file: exists and is not a folder$"):
+        call([modeldir, "--datadir", root, "--storedir", tmp_path / "file"])
 
 
 def test_corrupt_tile_names_the_file_and_writes_no_reports(source, modeldir, tmp_path):

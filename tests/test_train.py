@@ -408,6 +408,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeyp
     monkeypatch.delenv("TF_CONFIG", raising=False)
     root = synthetic_root / "240"
     folder = make_model_folder(tmp_path / "m")
+    (tmp_path / "file").write_text("not a folder")
     cases = {
         "no params.ini": ([str(tmp_path), "--datadir", str(root)], f"{tmp_path}: no params.ini in the model folder"),
         "wrong datadir": ([str(folder), "--datadir", str(tmp_path / "nowhere")], "dataset root does not exist"),
@@ -423,6 +424,9 @@ def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeyp
         "no TF_CONFIG": (train_args(folder, synthetic_root, "--strategy", "multiworker"), "TF_CONFIG is not set"),
         "devices": (train_args(folder, synthetic_root, "--devices", "CPU:0"), "--devices applies to --strategy "
                                                                               "mirrored only"),
+        "negative seed": (train_args(folder, synthetic_root, "--seed", "-1"), "--seed = -1 must be in 0..4294967295"),
+        "large seed": (train_args(folder, synthetic_root, "--seed", str(2**32)), f"--seed = {2**32} must be in 0.."),
+        "model folder a file": (train_args(tmp_path / "file", synthetic_root), "file: model folder does not exist"),
     }
     for name, (argv, message) in cases.items():
         status, err = run_cli(argv, capsys)

@@ -27,6 +27,21 @@ def read_text(path: str | os.PathLike) -> str:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create the output folder ``path`` (and its parents) if needed; a path that is a file, a folder that cannot be
+    created or written is a :class:`UserError` naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create the folder ({err.strerror or err})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: the folder is not writable")
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -42,7 +57,7 @@ def _default_mode(path: Path, base: int) -> None:
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed to ``path`` when the block ends without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -58,7 +73,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` when the block ends without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent))
     try:
         yield tmp
@@ -80,8 +95,7 @@ def staged_files(folder: str | os.PathLike, replaces: Iterable[str] = (), last: 
     the folder never mixes two runs). ``last``, the file that marks the outputs complete, is removed first and moved
     in last.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".staged.{os.getpid()}.", suffix=".part", dir=folder))
     try:
         yield tmp

@@ -107,6 +107,8 @@ class TrainingOptions:
         for name in ("epochs", "prefetch", "max_models_to_keep", "bn_recalibration_batches"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} = {getattr(self, name)} must not be negative")
+        if self.seed is not None and not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed = {self.seed} must be in 0..{2**32 - 1}")
         if self.validation_batches == 0 or self.validation_batches < -1:
             raise UserError(f"--validation_batches = {self.validation_batches} must be positive or -1 (all)")
         if self.validation_partition not in VALIDATION_PARTITIONS:
