@@ -138,12 +138,12 @@ def test_tfrecord2tif_bad_input(synthetic_root, tmp_path, capsys):
     err = _error(tfrecord2tif.main, [str(tmp_path / "d" / "3.tfrecord.gz"), "--outdir", str(tmp_path / "o")], capsys)
     assert "cannot write 10m/20171231.tif as uint16" in err
     assert not (tmp_path / "o" / "3").exists()
+    (tmp_path / "file").write_text("x")
+    err = _error(tfrecord2tif.main, [str(first), "--outdir", str(tmp_path / "file")], capsys)
+    assert err.strip().endswith("file: exists and is not a folder")
 
 
 def _tile_folder(tmp_path):
     folder = tmp_path / "mytile" / "10m"
     folder.mkdir(parents=True)
     return folder.parent
-    (tmp_path / "file").write_text("x")
-    err = _error(tfrecord2tif.main, [str(first), "--outdir", str(tmp_path / "file")], capsys)
-    assert err.strip().endswith("file: exists and is not a folder")

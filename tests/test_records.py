@@ -169,6 +169,13 @@ def test_decode_tile_errors():
     with pytest.raises(UserError, match=r"^t.tfrecord: 'x10/data' has 27648 bytes but shape \[5, 12, 12, 4\] needs "
                                         r"23040$"):
         decode_tile(wrong, "t.tfrecord")
+    huge = edited(tile, set_values("labels/shape", [2**61, 8, 0]))  # 0 elements; the int64 product of bytes wraps
+    with pytest.raises(UserError, match=r"^t.tfrecord: 'labels/data' has 6912 bytes but shape \[2305843009213693952, "
+                                        r"8, 0\] needs 0$"):
+        decode_tile(huge, "t.tfrecord")
+    huge = edited(tile, set_values("labels/shape", [2**61, 8, 1]))
+    with pytest.raises(UserError, match=r"needs 147573952589676412928$"):
+        decode_tile(huge, "t.tfrecord")
     with pytest.raises(UserError, match=r"^t.tfrecord: not a tf.train.Example"):
         decode_tile(b"\xff\xfe\x01", "t.tfrecord")
 
@@ -181,6 +188,10 @@ def test_decode_tile_errors():
     (set_values("x10/shape", [5, 12, 12, 4]), "'x10/data' has 27648 bytes but shape [5, 12, 12, 4] needs 23040"),
     (set_values("dates/doy", [b"abc"]), "'dates/doy' has 3 bytes but shape [6] needs 48"),
     (set_values("labels/shape", [-6, -12, 12]), "'labels/data' has a negative size in shape [-6, -12, 12]"),
+    (set_values("labels/shape", [2**61, 1, 0]), "'labels/data' has 6912 bytes but shape [2305843009213693952, 1, 0] "
+                                                "needs 0"),
+    (set_values("labels/shape", [2**31, 2**31, 4]), "'labels/data' has 6912 bytes but shape [2147483648, 2147483648, "
+                                                    "4] needs more than 2^62"),
 ])
 def test_parse_example_errors_name_the_source(edit, message):
     tile = random_tile(np.random.default_rng(6))

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,17 @@ from modelzoo.params import ModelParams, write_params_ini
 from modelzoo.seqencmodel import build_model
 from utils import training
 from utils.cli import UserError, run
+from utils.dataset import Dataset
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, write_checkpoint
-from utils.training import LOG_COLUMNS, Trainer, TrainingOptions, format_duration, pipeline_seed, validation_input
+from utils.training import (
+    LOG_COLUMNS,
+    Trainer,
+    TrainingOptions,
+    format_duration,
+    pipeline_seed,
+    section_steps,
+    validation_input,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ModelParams(convrnn_filters=8)
@@ -140,11 +150,32 @@ def test_augment_transforms_the_training_tiles_but_not_the_recalibration_batches
             np.testing.assert_array_equal(after[key], before[key])
 
 
-def test_pipeline_seeds_differ_per_section_and_restart_and_are_none_without_seed():
-    seeds = {pipeline_seed(7, index, step) for index in (0, 1) for step in (0, 64)}
+def test_pipeline_seeds_differ_per_section_and_are_none_without_seed():
+    seeds = {pipeline_seed(seed, index) for index in (0, 1) for seed in (7, 8)}
     assert len(seeds) == 4 and all(0 <= seed < 2**63 for seed in seeds)
-    assert pipeline_seed(7, 1, 64) == pipeline_seed(7, 1, 64)
-    assert pipeline_seed(None, 0, 0) is None
+    assert pipeline_seed(7, 1) == pipeline_seed(7, 1)
+    assert pipeline_seed(None, 0) is None
+    # sections alternate: steps 0, 2, 4 train on section 0 of 2, steps 1, 3 on section 1
+    assert [section_steps(5, index, 2) for index in (0, 1)] == [3, 2]
+    assert [section_steps(steps, 2, 3) for steps in (0, 2, 3, 5, 6)] == [0, 0, 1, 1, 2]
+
+
+def test_a_skipped_stream_is_the_rest_of_the_whole_stream(synthetic_root):
+    """``skip`` continues the stream where a run stopped, across epoch borders: the same tiles, dates and symmetries
+    as the uninterrupted stream."""
+    dataset = Dataset(synthetic_root / "240", "2016", temporal_samples=5)
+    ids = [tileid for tileid, _ in dataset.tile_files("train")][:6]
+
+    def stream(skip: int) -> list[dict[str, np.ndarray]]:
+        pipeline = dataset.pipeline("train", batchsize=2, shuffle=True, seed=11, repeat=True, tileids=ids,
+                                    augment=True, drop_remainder=True, skip=skip)
+        return [{key: value.numpy() for key, value in batch.items()} for batch in pipeline.take(5)]
+
+    whole = stream(0)
+    for skip in (4, 6, 8):  # within the first epoch, at its end, within the second
+        for rest, expected in zip(stream(skip), whole[skip // 2:], strict=False):
+            for key in expected:
+                np.testing.assert_array_equal(rest[key], expected[key], err_msg=key)
 
 
 def test_format_duration():
@@ -276,7 +307,8 @@ def test_batch_norm_recalibration_sets_the_mean_of_the_batch_moments(tmp_path, s
     current weights."""
     folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, convrnn_compression_filters=6))
     options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016", "2017"), batchsize=4,
-                              temporal_samples=8, bn_recalibration_batches=3, seed=0)
+                              temporal_samples=8, bn_recalibration_batches=3)
+    keras.utils.set_random_seed(0)  # weights whatever tests ran before (no --seed: op determinism stays off)
     trainer = Trainer(ModelFolder(folder), options)
     model = trainer.state.model
     assert len(model.batch_norms) == 2
@@ -390,6 +422,32 @@ def test_two_seeded_runs_give_identical_checkpoints(tmp_path, synthetic_root):
     for name in first:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
     assert [r["xe"] for r in read_log(folders[0])] == [r["xe"] for r in read_log(folders[1])]
+
+
+def test_a_resumed_seeded_run_equals_an_uninterrupted_one(tmp_path, synthetic_root):
+    """Stopped after epoch 1 and resumed (the killed run had logged steps beyond its checkpoint), a seeded run
+    gives the checkpoint of an uninterrupted run byte for byte, and its log has each step once."""
+    common = ["--seed", "3", "--summary_frequency", "1", "--save_frequency", "100"]
+    whole, resumed = (make_model_folder(tmp_path / name) for name in ("whole", "resumed"))
+    for argv in (train_args(whole, synthetic_root, "-e", "2", *common),
+                 train_args(resumed, synthetic_root, "-e", "1", *common)):
+        done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], capture_output=True, text=True,
+                              env=subprocess_env(), timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+    rows = (resumed / "training_log.csv").read_text().splitlines()
+    redone = [row.replace(",4,16,", ",5,20,", 1) for row in rows[-2:]]  # rows of a step after the checkpoint
+    (resumed / "training_log.csv").write_text("\n".join(rows + redone) + "\n")
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *train_args(resumed, synthetic_root, "-e", "2",
+                                                                                   *common)],
+                          capture_output=True, text=True, env=subprocess_env(), timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    expected, actual = read_checkpoint(whole / "model.ckpt-8"), read_checkpoint(resumed / "model.ckpt-8")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert expected[name].tobytes() == actual[name].tobytes(), name
+    logged = [(r["global_step"], r["section"], r["partition"]) for r in read_log(resumed)]
+    assert logged == [(r["global_step"], r["section"], r["partition"]) for r in read_log(whole)]
+    assert [r["xe"] for r in read_log(resumed)] == [r["xe"] for r in read_log(whole)]
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

@@ -289,14 +289,16 @@ class Dataset:
                  seed: int | None = None, repeat: bool = False, temporal_samples: int | None | str = "default",
                  augment: bool = False, limit_batches: int = -1, tileids: Iterable[int] | None = None,
                  drop_remainder: bool = False, prefetch: int | None = tf.data.AUTOTUNE,
-                 raw_labels: bool = False) -> tf.data.Dataset:
+                 raw_labels: bool = False, skip: int = 0) -> tf.data.Dataset:
         """The batched tf.data pipeline of a partition, yielding the batch dict of docs/DESIGN.md.
 
         ``shuffle`` reshuffles the file order every epoch; ``seed`` fixes the file orders, temporal samples and
         symmetries (None: a fresh random seed). ``temporal_samples`` ("default": the constructor's value) keeps a
         sorted random subset of the ``nobs`` steps. ``augment`` applies a random one of the 8 symmetries of the
         square to each tile. ``limit_batches > 0`` keeps the first ``limit_batches * batchsize`` files.
-        ``raw_labels`` yields the raw class ids of the records (int64) instead of class indices. Iterate it through
+        ``raw_labels`` yields the raw class ids of the records (int64) instead of class indices. ``skip`` leaves out
+        the first ``skip`` tiles of the stream (a resumed training continues where it stopped: the draws are keyed
+        by epoch and file, so the rest is the same; whole epochs are skipped without reading). Iterate it through
         :func:`iterate` or :func:`translate_errors` so that bad records become one-line errors.
         """
         if batchsize < 1:
@@ -353,8 +355,9 @@ class Dataset:
             batch["tileid"] = tileid_of[index]
             return batch
 
-        epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
-        dataset = epochs.flat_map(epoch_order)
+        first_epoch, first_index = divmod(skip, max(num_files, 1))
+        epochs = tf.data.Dataset.counter(first_epoch) if repeat else tf.data.Dataset.range(first_epoch, 1)
+        dataset = epochs.flat_map(epoch_order).skip(first_index)
         dataset = dataset.interleave(read, cycle_length=tf.data.AUTOTUNE, num_parallel_calls=tf.data.AUTOTUNE,
                                      deterministic=True)
         dataset = dataset.map(process, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -7,6 +7,7 @@ labels/data labels/shape``. Files are ``<tileid>.tfrecord.gz`` (GZIP) or ``<tile
 from __future__ import annotations
 
 import codecs
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,7 @@ def decode_tile(serialized: bytes, source: str = "<record>") -> Tile:
         if len(blobs) != 1 or len(shape) != RANKS[name]:
             raise UserError(f"{source}: feature '{DATA_KEYS[name]}' must hold one byte string with a rank-"
                             f"{RANKS[name]} shape, got {len(blobs)} strings and shape {list(shape)}")
-        expected = int(np.prod(shape)) * 8
+        expected = math.prod(shape) * 8  # exact: a shape may claim more than 2**63 bytes
         if len(blobs[0]) != expected:
             raise UserError(f"{source}: '{DATA_KEYS[name]}' has {len(blobs[0])} bytes but shape {list(shape)} "
                             f"needs {expected}")
@@ -176,10 +177,13 @@ def decode_features(features: dict[str, tf.Tensor], source: tf.Tensor | str = "<
             nbytes = tf.cast(tf.strings.length(blob, unit="BYTE"), tf.int64)
             needed = tf.reduce_prod(shape) * 8
             negative = tf.reduce_any(shape < 0)
+            huge = tf.reduce_prod(tf.cast(shape, tf.float64)) * 8 >= 2.0**62  # the int64 product would overflow
             problem = tf.where(negative, tf.strings.join(["has a negative size in shape ", _text(shape)]),
-                               tf.strings.join(["has ", _text(nbytes), " bytes but shape ", _text(shape),
-                                                " needs ", _text(needed)]))
-            match = check(~negative & tf.equal(nbytes, needed), source, f"'{DATA_KEYS[name]}' ", problem)
+                               tf.where(huge, tf.strings.join(["has ", _text(nbytes), " bytes but shape ",
+                                                               _text(shape), " needs more than 2^62"]),
+                                        tf.strings.join(["has ", _text(nbytes), " bytes but shape ", _text(shape),
+                                                         " needs ", _text(needed)])))
+            match = check(~negative & ~huge & tf.equal(nbytes, needed), source, f"'{DATA_KEYS[name]}' ", problem)
             with tf.control_dependencies([match]):
                 out[name] = tf.reshape(tf.io.decode_raw(blob, tf.int64, little_endian=True), shape)
     return out

@@ -51,7 +51,7 @@ from modelzoo.seqencmodel import (
 )
 from utils.cli import UserError
 from utils.dataset import Dataset, translate_errors
-from utils.fsio import read_text, remove_orphans
+from utils.fsio import atomic_file, read_text, remove_orphans
 from utils.modelfolder import ModelFolder, TrainingState
 
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -232,9 +232,11 @@ def load_sections(options: TrainingOptions, num_classes: int) -> dict[str, Secti
 
 
 def distributed_training_input(strategy: tf.distribute.Strategy, section: Section, options: TrainingOptions,
-                               seed: int | None, full_series: bool = False) -> tf.distribute.DistributedDataset:
+                               seed: int | None, full_series: bool = False,
+                               skip_steps: int = 0) -> tf.distribute.DistributedDataset:
     """The endless training stream of a section, split so that the replicas together see one global batch;
-    ``full_series``: every date of each tile instead of ``temporal_samples``, and no ``augment``.
+    ``full_series``: every date of each tile instead of ``temporal_samples``, and no ``augment``; ``skip_steps``:
+    the global batches already trained on (a resumed run continues the stream).
 
     Each worker reads its own share of the files (file ``i`` of the sorted list goes to worker ``i mod W``) and
     batches it per replica; on one worker the replicas take consecutive per-replica batches, i.e. the same global
@@ -249,6 +251,7 @@ def distributed_training_input(strategy: tf.distribute.Strategy, section: Sectio
                                         shuffle=options.shuffle, seed=seed, repeat=True, tileids=shard,
                                         augment=options.augment and not full_series,
                                         drop_remainder=True, prefetch=options.prefetch or None,
+                                        skip=skip_steps * options.batchsize // context.num_input_pipelines,
                                         **({"temporal_samples": None} if full_series else {}))
 
     return strategy.distribute_datasets_from_function(make)
@@ -261,12 +264,17 @@ def validation_input(section: Section, options: TrainingOptions) -> tf.data.Data
     return dataset.take(options.validation_batches) if options.validation_batches > 0 else dataset
 
 
-def pipeline_seed(seed: int | None, section_index: int, start_step: int) -> int | None:
-    """The shuffling/sampling seed of a section's training stream in a run that starts at ``start_step``."""
+def pipeline_seed(seed: int | None, section_index: int) -> int | None:
+    """The shuffling/sampling seed of a section's training stream (the same in every run of a training)."""
     if seed is None:
         return None
-    state = np.random.SeedSequence([seed, section_index, start_step]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence([seed, section_index]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
+
+
+def section_steps(steps: int, section_index: int, sections: int) -> int:
+    """How many of the first ``steps`` training steps trained on section ``section_index`` (they alternate)."""
+    return max(0, -(-(steps - section_index) // sections))
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -342,22 +350,33 @@ class TrainingLog:
     """TensorBoard runs (one per section and partition: ``train2016(t)``, ``test2016``; scalars ``xe``, ``oa``,
     ``learning_rate``; x-axis samples seen, as the original) and ``training_log.csv`` in the model folder."""
 
-    def __init__(self, folder: Path, enabled: bool = True):
+    def __init__(self, folder: Path, enabled: bool = True, resume_step: int | None = None):
+        """``resume_step``: the step a resumed run restarts from; the CSV rows of later steps (run after that
+        checkpoint by a killed run, about to be redone) are removed. The times continue from the last row."""
         self.folder = folder
         self.enabled = enabled
         self.path = folder / LOG_FILE
         self.writers: dict[str, tf.summary.SummaryWriter] = {}
-        self.elapsed_before, self.cpu_before = self._last_times()
+        rows = self._rows()
+        self.elapsed_before, self.cpu_before = (float(rows[-1]["elapsed_s"]), float(rows[-1]["cpu_s"])) if rows \
+            else (0.0, 0.0)
+        if enabled and resume_step is not None and any(int(row["global_step"]) > resume_step for row in rows):
+            with atomic_file(self.path) as tmp, open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, list(rows[0]))
+                writer.writeheader()
+                writer.writerows(row for row in rows if int(row["global_step"]) <= resume_step)
 
-    def _last_times(self) -> tuple[float, float]:
-        """Wall and CPU seconds of the previous runs, from the last row of the log."""
+    def _rows(self) -> list[dict[str, str]]:
+        """The rows of the log, checked to hold the columns read back."""
         if not self.path.is_file():
-            return 0.0, 0.0
+            return []
         rows = list(csv.DictReader(io.StringIO(read_text(self.path), newline="")))
         try:
-            return (float(rows[-1]["elapsed_s"]), float(rows[-1]["cpu_s"])) if rows else (0.0, 0.0)
+            for row in rows:
+                float(row["elapsed_s"]), float(row["cpu_s"]), int(row["global_step"])
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{self.path}: not a training log of train.py (move it away)") from None
+        return rows
 
     def write(self, run: str, section: str, partition: str, totals: Totals, step: int, samples: int, epoch: float,
               learning_rate: float, elapsed: float, cpu: float) -> None:
@@ -674,13 +693,15 @@ class Trainer:
             print(f"nothing to do: {self.epoch:.2f} of {options.epochs} epochs done at step {start_step} "
                   f"(raise --epochs to train further)")
             return None
+        sections = len(options.train_on)
         train_inputs = {
             name: iter(distributed_training_input(self.strategy, self.sections[name], options,
-                                                  pipeline_seed(options.seed, index, start_step)))
+                                                  pipeline_seed(options.seed, index),
+                                                  skip_steps=section_steps(start_step, index, sections)))
             for index, name in enumerate(options.train_on)}
         validation = {name: validation_input(self.sections[name], options) for name in options.validate_on}
         steps_left = math.ceil((self.target_samples - self.samples_seen) / options.batchsize)
-        log = TrainingLog(self.folder.path, enabled=self.chief)
+        log = TrainingLog(self.folder.path, enabled=self.chief, resume_step=start_step)
         progress = Progress(start_step + steps_left, start_step, self.interactive)
         run = _RunState(time.monotonic(), {name: Totals() for name in options.train_on})
         saved_step = start_step if self.restored else None
