@@ -67,10 +67,10 @@ def model_folder(filters: int) -> Path:
 def predict_run(model: Path, source: Path, stride: int | None, extra: Sequence[str] = ()) -> tuple[Path, float]:
     """Run predict.py into a fresh folder; returns the folder and the seconds spent in forward passes."""
     import predict
-    from utils import mapping
+    from utils import prediction
 
     forward_seconds = [0.0]
-    make_forward = mapping.make_forward
+    make_forward = prediction.make_forward
 
     def timed(model, strategy):
         forward = make_forward(model, strategy)
@@ -83,14 +83,14 @@ def predict_run(model: Path, source: Path, stride: int | None, extra: Sequence[s
 
         return call
 
-    mapping.make_forward = timed
+    prediction.make_forward = timed
     out = Path(tempfile.mkdtemp(dir=CACHE)) / "map"
     args = [str(model), str(source), "--outdir", str(out), *extra]
     if stride:
         args += ["--stride", str(stride)]
     with contextlib.redirect_stdout(io.StringIO()):
         predict.main(args)
-    mapping.make_forward = make_forward
+    prediction.make_forward = make_forward
     return out, forward_seconds[0]
 
 
@@ -98,6 +98,7 @@ def seam_table(model: Path, size: int) -> None:
     import rasterio
 
     from utils.prediction import load_classes
+    from utils.rasters import write_confidence_png
 
     source = scene(size)
     with rasterio.open(source / "truth.tif") as src:
@@ -113,17 +114,21 @@ def seam_table(model: Path, size: int) -> None:
     print("| stride | OA all | OA near borders | OA interior | border − interior | confidence step across borders | "
           "elsewhere | ratio |")
     print("|---|---|---|---|---|---|---|---|")
+    crops = []
     for stride in (TILE, TILE // 2):
         out, _ = predict_run(model, source, stride)
         with rasterio.open(out / "classes.tif") as src:
             correct = src.read(1) == truth
         with rasterio.open(out / "confidence.tif") as src:
             confidence = src.read(1)
+        crops += [confidence[5 * TILE:10 * TILE, 5 * TILE:10 * TILE], np.full((5 * TILE, 5), np.nan)]
         step = np.abs(np.diff(confidence, axis=1))
         oa = [correct[labelled & mask].mean() for mask in (np.ones_like(near), near, ~near)]
         border, elsewhere = np.nanmean(step[across]), np.nanmean(step[~across])
         print(f"| {stride} | {oa[0]:.3f} | {oa[1]:.3f} | {oa[2]:.3f} | {oa[1] - oa[2]:+.3f} | {border:.4f} | "
               f"{elsewhere:.4f} | {border / elsewhere:.2f} |", flush=True)
+    figure = write_confidence_png(CACHE / "seams.png", np.concatenate(crops[:-1], axis=1), scale=2)
+    print(f"\nconfidence of {5 * TILE}² px at both strides (inferno, 0..1): {figure}")
 
 
 def speed_child(filters: int, size: int, stride: int, batchsize: int) -> dict:
