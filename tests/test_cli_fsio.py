@@ -117,3 +117,16 @@ def test_output_folders_that_are_files_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match=r"file: exists and is not a folder$"), staged_files(tmp_path / "file"):
         pass
     assert make_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+
+
+def test_messages_leave_out_tensorflow_internals_and_temporary_names(capsys):
+    def main(argv):
+        raise UserError("{{function_node __wrapped__IteratorGetNext_output_types_7_device_/job:localhost/replica:0}} "
+                        "/data/m/.model.ckpt-4.1234.part.index: disk full [Op:IteratorGetNext] name: ; "
+                        "out/.metrics.json.77.k3j_h5g6.part:\n cannot write")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, [])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.split(": error: ", 1)[1] == (
+        "/data/m/model.ckpt-4.index: disk full name: ; out/metrics.json: cannot write\n")

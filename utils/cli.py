@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,19 +40,29 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
     try:
         main(argv)
     except UserError as err:
-        message = " ".join(str(err).split())  # always one line
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {clean_message(str(err))}", file=sys.stderr)
         sys.exit(2)
+
+
+_TF_INTERNALS = re.compile(r"\s*(\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]|\(defined at [^)]*\))")
+_TEMPORARY_NAME = re.compile(r"\.([^/\s]+?)\.\d+\.(?:\w{8}\.)?part\b")
+
+
+def clean_message(message: str) -> str:
+    """One line for the user: TensorFlow's internals (``{{function_node …}}``, ``[Op:…]``) left out, and the hidden
+    temporary names of :mod:`utils.fsio` (``.name.<pid>.<random>.part``) given as the final ``name``."""
+    message = _TEMPORARY_NAME.sub(r"\1", _TF_INTERNALS.sub("", message))
+    return " ".join(message.split())
 
 
 def warn(message: str) -> None:
     """Print a one-line warning on stderr (suspicious input that may be right: say what and the numbers)."""
-    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"warning: {clean_message(str(message))}", file=sys.stderr)
 
 
 def note(message: str) -> None:
     """Print a one-line note on stderr (something the user should know about a choice made for them)."""
-    print(f"note: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"note: {clean_message(str(message))}", file=sys.stderr)
 
 
 def str2bool(value: str | bool) -> bool:
