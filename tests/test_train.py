@@ -484,7 +484,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeyp
                                                                               "mirrored only"),
         "negative seed": (train_args(folder, synthetic_root, "--seed", "-1"), "--seed = -1 must be in 0..4294967295"),
         "large seed": (train_args(folder, synthetic_root, "--seed", str(2**32)), f"--seed = {2**32} must be in 0.."),
-        "model folder a file": (train_args(tmp_path / "file", synthetic_root), "file: model folder does not exist"),
+        "model folder a file": (train_args(tmp_path / "file", synthetic_root), "file: not a model folder but a file"),
     }
     for name, (argv, message) in cases.items():
         status, err = run_cli(argv, capsys)

@@ -100,6 +100,8 @@ class ModelFolder:
         path = Path(path)
         if path.name in ("graph.meta", PARAMS_FILE) and not path.is_dir():
             path = path.parent
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path}: not a model folder but a file")
         if not path.is_dir():
             raise UserError(f"{path}: model folder does not exist (create it with modelzoo/seqencmodel.py)")
         if not (path / PARAMS_FILE).is_file():
