@@ -1,12 +1,16 @@
 """Soak test of reliability (issue #15): kill ``train.py`` and ``evaluate.py`` with SIGKILL at random moments, many
 times, and check after every kill that the model folder and the storedir stay usable.
 
-Training saves a checkpoint every step and keeps one (``--save_frequency 1 --max_models_to_keep 1``), so kills
-land inside saves and rotations often; a kill that left a save's temporary files behind is counted as "inside a
-save". After each training kill: the folder's latest checkpoint resolves and restores, and no second training is
-locked out. After each evaluation kill: the storedir holds nothing or one complete earlier run (its
-``metrics.json`` counts the tiles in ``prediction/``), never a mix. At the end both jobs run to completion on the
-folders the kills left. Data: a small synthetic root in ``tmp/soak/`` (24 px tiles, ConvGRU-8).
+Training saves a checkpoint every step and keeps one (``--save_frequency 1 --max_models_to_keep 1``). Besides the
+kills at random moments, training is killed inside saves by fault injection (a wrapper that SIGKILLs the process at
+one point of its n-th save): after the temporary checkpoint files are written, after the data file is renamed but
+before the index that marks the checkpoint complete, and after the state file names the new checkpoint but before
+the old one is deleted. Evaluation is first run once to the end (a complete run in the storedir) and then killed at
+random moments of its run time. After each training kill: the folder's latest checkpoint resolves and restores,
+and no second training is locked out. After each evaluation kill: the storedir holds nothing or one complete
+earlier run (its ``metrics.json`` counts the tiles in ``prediction/``), never a mix. At the end both jobs run to
+completion on the folders the kills left, and no temporary file is left. Data: a small synthetic root in
+``tmp/soak/`` (24 px tiles, ConvGRU-8).
 
     python benchmarks/soak.py [--kills 20] [--seed 0]
 """
@@ -19,6 +23,7 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -33,7 +38,39 @@ from utils.cli import run  # noqa: E402
 CACHE = ROOT / "tmp" / "soak"
 TRAIN = ["--train_on", "2016", "-b", "4", "-t", "8", "--limit_batches", "8", "--validation_batches", "1",
          "--summary_frequency", "2", "--save_frequency", "1", "--max_models_to_keep", "1"]
-STARTUP_SECONDS = (4.0, 20.0)  # kill moments after the start: TensorFlow's import to well into the run
+STARTUP_SECONDS = (4.0, 20.0)  # training kill moments after the start: TensorFlow's import to well into the run
+INJECT = """
+import os, runpy, signal, sys
+import tensorflow as tf
+from utils import modelfolder
+
+point, at = sys.argv[1], int(sys.argv[2])
+sys.argv = sys.argv[3:]
+save_v2, replace, delete = tf.raw_ops.SaveV2, os.replace, modelfolder.delete_checkpoint
+saves = 0
+
+def counted_save(**kwargs):  # every checkpoint write starts here
+    global saves
+    saves += 1
+    result = save_v2(**kwargs)
+    if point == "written" and saves == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+def checked_replace(src, dst):
+    if point == "renamed" and saves == at and str(dst).endswith(".index"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return replace(src, dst)
+
+def checked_delete(prefix):
+    if point == "rotated" and saves == at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return delete(prefix)
+
+tf.raw_ops.SaveV2, os.replace, modelfolder.delete_checkpoint = counted_save, checked_replace, checked_delete
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+INJECTION_POINTS = ("written", "renamed", "rotated")
 
 
 def env() -> dict[str, str]:
@@ -47,7 +84,7 @@ def prepare() -> tuple[Path, Path]:
 
     data = CACHE / "data"
     if not (data / "240" / "dataset.ini").is_file():
-        generate(data, seed=0, blocks=(1, 1))
+        generate(data, seed=0, blocks=(1, 2))
     folder = CACHE / "model"
     if folder.exists():
         subprocess.run(["rm", "-rf", str(folder)], check=True)
@@ -58,16 +95,15 @@ def prepare() -> tuple[Path, Path]:
 
 
 def killed(argv: list[str], delay: float) -> bool:
-    """Start a script, SIGKILL it after ``delay`` seconds; whether it was still running then."""
+    """Run a script, SIGKILL it after ``delay`` seconds (or let it kill itself); whether SIGKILL ended it."""
     process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=env())
     try:
         process.wait(delay)
-        return False
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-        return True
+    return process.returncode == -signal.SIGKILL
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -110,13 +146,13 @@ def check_storedir(storedir: Path) -> str | None:
     return None if count == len(tiles) else f"metrics.json counts {count} tiles, prediction/ holds {len(tiles)}"
 
 
-def soak(job: str, argv: list[str], final: Callable[[], list[str]], kills: int, rng: random.Random,
+def soak(job: str, tries: list[tuple[list[str], float]], final: Callable[[], list[str]],
          check: Callable[[Path], str | None], folder: Path) -> dict:
-    """``kills`` runs of ``argv`` killed at random moments, each followed by ``check(folder)``; then ``final()``
-    must run to completion and leave a usable folder without leftovers."""
+    """Runs ``(argv, seconds before SIGKILL)``, each followed by ``check(folder)``; then ``final()`` must run to
+    completion and leave a usable folder without leftovers."""
     row = {"job": job, "kills": 0, "inside": 0, "unusable": [], "finished": 0}
-    for _ in range(kills):
-        if not killed(argv, rng.uniform(*STARTUP_SECONDS)):
+    for argv, delay in tries:
+        if not killed(argv, delay):
             row["finished"] += 1
             continue
         row["kills"] += 1
@@ -129,6 +165,13 @@ def soak(job: str, argv: list[str], final: Callable[[], list[str]], kills: int, 
     return row
 
 
+def timed(argv: list[str]) -> float:
+    """Seconds of a whole run of a script, which must succeed."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *argv], check=True, capture_output=True, env=env())
+    return time.perf_counter() - start
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="kills per job")
@@ -137,15 +180,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     rng = random.Random(args.seed)
     root, folder = prepare()
     start = time.perf_counter()
-    train = [str(ROOT / "train.py"), str(folder), "--datadir", str(root), *TRAIN]
-    rows = [soak("train.py", [*train, "-e", "1000"], lambda: [*train, "-e", str(epochs_done(folder) + 1)],
-                 args.kills, rng, check_model, folder)]
+    train = [str(ROOT / "train.py"), str(folder), "--datadir", str(root), *TRAIN, "-e", "1000"]
+    finish = lambda: [*train[:-1], str(epochs_done(folder) + 1)]  # noqa: E731
+    rows = [soak("train.py, random moments", [(train, rng.uniform(*STARTUP_SECONDS)) for _ in range(args.kills)],
+                 finish, check_model, folder)]
+    injected = [(["-c", INJECT, point, str(rng.randint(2, 6)), *train], 300.0)
+                for point in INJECTION_POINTS for _ in range(max(1, args.kills // len(INJECTION_POINTS)))]
+    rows.append(soak("train.py, inside saves", injected, finish, check_model, folder))
     storedir = CACHE / "eval"
     evaluate = [str(ROOT / "evaluate.py"), str(folder), "--datadir", str(root), "--storedir", str(storedir),
                 "--writetiles", "-b", "2"]
-    rows.append(soak("evaluate.py", evaluate, lambda: evaluate, args.kills, rng, check_storedir, storedir))
-    print(f"SIGKILL at {STARTUP_SECONDS[0]:.0f}-{STARTUP_SECONDS[1]:.0f} s after the start, {args.kills} tries per job "
-          f"(seed {args.seed}), {time.perf_counter() - start:.0f} s\n")
+    seconds = timed(evaluate)
+    rows.append(soak("evaluate.py, random moments", [(evaluate, rng.uniform(2.0, seconds)) for _ in range(args.kills)],
+                     lambda: evaluate, check_storedir, storedir))
+    print(f"{args.kills} kills a row (seed {args.seed}); training killed {STARTUP_SECONDS[0]:.0f}-"
+          f"{STARTUP_SECONDS[1]:.0f} s after its start or inside its 2nd to 6th save at each of "
+          f"{', '.join(INJECTION_POINTS)}; evaluation ({seconds:.0f} s a run) within its run time; "
+          f"{time.perf_counter() - start:.0f} s in all\n")
     print("| job | killed | finished before the kill | kills inside a save or staging | unusable after a kill | "
           "then runs to completion |")
     print("|---|---|---|---|---|---|")
