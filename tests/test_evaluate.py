@@ -381,14 +381,20 @@ def test_bad_input_is_one_line_with_exit_status_2(root, modeldir, tmp_path, caps
         call([modeldir, "--datadir", root, "--storedir", tmp_path / "file"])
 
 
-def test_corrupt_tile_names_the_file_and_writes_no_reports(source, modeldir, tmp_path):
-    eval_ids = read_tileids(source, "eval")[:2]
-    root = make_root(source, tmp_path / "240", eval_ids, eval_ids)
+def root_with_a_corrupt_tile(source: Path, root: Path, eval_ids: list[int]) -> Path:
+    """A dataset root of ``eval_ids`` whose last tile file is not a record."""
+    make_root(source, root, eval_ids, eval_ids)
     (root / "data16").unlink()
     (root / "data16").mkdir()
     for tileid in eval_ids:
         shutil.copy(source / "data16" / f"{tileid}.tfrecord.gz", root / "data16")
-    (root / "data16" / f"{eval_ids[1]}.tfrecord.gz").write_bytes(b"not a record")
+    (root / "data16" / f"{eval_ids[-1]}.tfrecord.gz").write_bytes(b"not a record")
+    return root
+
+
+def test_corrupt_tile_names_the_file_and_writes_no_reports(source, modeldir, tmp_path):
+    eval_ids = read_tileids(source, "eval")[:2]
+    root = root_with_a_corrupt_tile(source, tmp_path / "240", eval_ids)
     out = tmp_path / "out"
     with pytest.raises(UserError, match=f"{eval_ids[1]}.tfrecord.gz"):
         call([modeldir, "--datadir", root, "--storedir", out, "-t", "-b", 1])
@@ -408,12 +414,7 @@ def test_a_storedir_holds_the_outputs_of_one_complete_run(source, modeldir, tmp_
     (out / ".staged.999999999.abcdefgh.part").mkdir()  # the staging folder of a killed run (no such process)
     (out / ".staged.999999999.abcdefgh.part" / "metrics.json").write_text("{}")
 
-    broken = make_root(source, tmp_path / "broken", eval_ids, eval_ids)
-    (broken / "data16").unlink()
-    (broken / "data16").mkdir()
-    for tileid in eval_ids:
-        shutil.copy(source / "data16" / f"{tileid}.tfrecord.gz", broken / "data16")
-    (broken / "data16" / f"{eval_ids[2]}.tfrecord.gz").write_bytes(b"not a record")
+    broken = root_with_a_corrupt_tile(source, tmp_path / "broken", eval_ids)
     with pytest.raises(UserError, match=f"{eval_ids[2]}.tfrecord.gz"):
         call([modeldir, "--datadir", broken, "--storedir", out, "-b", 1, "--writetiles"])
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -492,5 +493,5 @@ def test_failed_tile_write_names_the_file(root, tmp_path):
     (tmp_path / "prediction").write_text("a file where the folder should be")
     writer = TileWriter(tmp_path, read_classes(root), {}, tiles=True, confidences=False)
     labels = np.zeros((24, 24), np.int32)
-    with pytest.raises(UserError, match=r"prediction.*: cannot write"):
+    with pytest.raises(UserError, match=r"prediction: exists and is not a folder$"):
         writer(5, labels, labels + 1, np.full((24, 24, 17), 1 / 17, np.float32), np.zeros((24, 24), np.float32))

@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 from utils.cli import UserError
@@ -59,7 +60,10 @@ def execute(name: str, workdir: Path, parameters: dict, report: str) -> tuple[di
     workdir.mkdir(parents=True, exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PYTHONPATH", str(REPO))  # the kernel imports this checkout's modules
-        NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+        # Unix sockets, not TCP on loopback: on this project's sandboxed machines a notebook of 16 s sometimes
+        # waited about 10 minutes on its kernel's TCP messages (kernel idle, client waiting)
+        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"))
+        NotebookClient(notebook, km=kernel, timeout=CELL_TIMEOUT,
                        resources={"metadata": {"path": str(workdir)}}).execute()
     text = "".join(output.get("text", "") for output in notebook.cells[-1].outputs)
     kinds = [kind for cell in notebook.cells[:-1] for output in cell.get("outputs", [])

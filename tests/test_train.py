@@ -22,7 +22,7 @@ from modelzoo.seqencmodel import build_model
 from utils import training
 from utils.cli import UserError, run
 from utils.dataset import Dataset
-from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, write_checkpoint
+from utils.modelfolder import LOCK_FILE, ModelFolder, TrainingState, read_checkpoint, write_checkpoint
 from utils.training import (
     LOG_COLUMNS,
     Trainer,
@@ -214,7 +214,7 @@ def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, 
     # 4 steps, a checkpoint after each, the last 2 kept, no partial files
     assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-4")
     assert sorted(p.name for p in folder.glob("*.index")) == ["model.ckpt-3.index", "model.ckpt-4.index"]
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]
     tensors = read_checkpoint(folder / "model.ckpt-4")
     assert (tensors["global_step"], tensors["samples_seen"]) == (4, 16)
     assert tensors["beta1_power"] == pytest.approx(0.9 ** 5)  # TF1's beta powers after 4 Adam steps
@@ -402,7 +402,7 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path, synthetic_root):
     state = TrainingState(build_model(SMALL))
     state.restore(prefix)
     assert (int(state.global_step.numpy()), int(state.samples_seen.numpy())) == (step, 4 * step)
-    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no partial files
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE]  # no partial files
 
 
 # ---------------------------------------------------------------------------------------------------- determinism
