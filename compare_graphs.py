@@ -9,33 +9,12 @@ shape (those ``copy_network_weights.py`` copies by default). Works on this proje
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from utils.cli import ArgumentParser, run
-from utils.modelfolder import checkpoint_shapes, find_checkpoint
+from utils.modelfolder import checkpoint_shapes, comparison_lines, find_checkpoint
 
 MODES = ("all", "valid")
-
-
-def _row(source: str, target: str, name: str) -> str:
-    return f"{source:>17} <-> {target:<17} name: {name}"
-
-
-def comparison_lines(source: Mapping[str, tuple[int, ...]], target: Mapping[str, tuple[int, ...]],
-                     mode: str = "all") -> list[str]:
-    """The table of two ``{name: shape}`` maps: a header, one row per variable (sorted), then a summary line."""
-    def shape(shapes: Mapping[str, tuple[int, ...]], name: str) -> str:
-        return str(list(shapes[name])) if name in shapes else "x"
-
-    names = sorted(set(source) | set(target))
-    equal = [name for name in names if source.get(name) == target.get(name)]
-    lines = [_row("<source shape>", "<target shape>", "<variable name>")]
-    lines += [_row(shape(source, name), shape(target, name), name) for name in (names if mode == "all" else equal)]
-    common = set(source) & set(target)
-    lines.append(f"{len(names)} variables: {len(equal)} of equal name and shape, {len(common) - len(equal)} of "
-                 f"other shapes, {len(set(source) - common)} only in the source, {len(set(target) - common)} only "
-                 "in the target")
-    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> list[str]:

@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from compare_graphs import comparison_lines
 from utils.cli import ArgumentParser, UserError, run
 from utils.modelfolder import (
     BETA_POWERS,
     COUNTERS,
     ModelFolder,
+    comparison_lines,
     find_checkpoint,
     read_checkpoint,
     record_checkpoint,

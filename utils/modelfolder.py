@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +167,28 @@ def read_checkpoint(prefix: str | os.PathLike) -> dict[str, np.ndarray]:
 def checkpoint_shapes(prefix: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     """``{name: shape}`` of a name-based checkpoint, without reading the values."""
     return {name: tuple(shape) for name, shape in _reader(prefix).get_variable_to_shape_map().items()}
+
+
+def _comparison_row(source: str, target: str, name: str) -> str:
+    return f"{source:>17} <-> {target:<17} name: {name}"
+
+
+def comparison_lines(source: Mapping[str, tuple[int, ...]], target: Mapping[str, tuple[int, ...]],
+                     mode: str = "all") -> list[str]:
+    """The table of two ``{name: shape}`` maps: a header, one row per variable (sorted), then a summary line."""
+    def shape(shapes: Mapping[str, tuple[int, ...]], name: str) -> str:
+        return str(list(shapes[name])) if name in shapes else "x"
+
+    names = sorted(set(source) | set(target))
+    equal = [name for name in names if source.get(name) == target.get(name)]
+    lines = [_comparison_row("<source shape>", "<target shape>", "<variable name>")]
+    lines += [_comparison_row(shape(source, name), shape(target, name), name)
+              for name in (names if mode == "all" else equal)]
+    common = set(source) & set(target)
+    lines.append(f"{len(names)} variables: {len(equal)} of equal name and shape, {len(common) - len(equal)} of "
+                 f"other shapes, {len(set(source) - common)} only in the source, {len(set(target) - common)} only "
+                 "in the target")
+    return lines
 
 
 def _read_tensors(reader, prefix: str | os.PathLike, names: list[str]) -> dict[str, np.ndarray]:
