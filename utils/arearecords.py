@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.cli import UserError
-from utils.fsio import remove_orphans, staged_files
+from utils.fsio import staged_files
 from utils.georef import GeoRef
 from utils.labels import LabelRaster, id_counts
 from utils.records import write_tile
@@ -101,7 +101,6 @@ def write_records(area: Area, grid: TileGrid, outdir: str | os.PathLike, first_i
     size = grid.size
     step = area.block_side(size) // size
     outdir = Path(outdir)
-    remove_orphans(outdir)
     with staged_files(outdir) as staging, _RecordWriter() as writer, \
             tqdm(total=grid.rows * grid.cols, unit="tile", disable=None, desc="tiles") as progress:
         for row0, col0 in itertools.product(range(0, grid.rows, step), range(0, grid.cols, step)):

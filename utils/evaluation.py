@@ -42,7 +42,7 @@ from tqdm import tqdm
 from modelzoo.seqencmodel import SequentialEncoder, build_model, per_pixel_xe
 from utils.cli import UserError, warn
 from utils.dataset import ClassList, Dataset, translate_errors
-from utils.fsio import atomic_file, make_folder, remove_orphans, staged_files
+from utils.fsio import atomic_file, staged_files
 from utils.georef import GeoRef, read_geotransforms
 from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
 from utils.modelfolder import ModelFolder, TrainingState, checkpoint_exists
@@ -327,8 +327,6 @@ def evaluate(settings: Settings) -> Result:
     tileids = [tileid for tileid, _ in files]
     writetiles = settings.writetiles or settings.mosaic
     georefs = read_georefs(dataset.root, tileids, writetiles or settings.writeconfidences)
-    make_folder(settings.storedir)
-    remove_orphans(settings.storedir)
     with staged_files(settings.storedir, EVALUATION_OUTPUTS, last=METRICS_JSON) as stage:
         metrics, evaluated, timings, writer = _evaluate_into(stage, settings, folder.path, dataset, files, model,
                                                              prefix, step, georefs)

@@ -93,9 +93,10 @@ def staged_files(folder: str | os.PathLike, replaces: Iterable[str] = (), last: 
 
     Entries of the same name are replaced, and so are those named in ``replaces`` (an earlier run's outputs, so that
     the folder never mixes two runs). ``last``, the file that marks the outputs complete, is removed first and moved
-    in last.
+    in last. The staging folders and other temporary files of killed runs are removed first (:func:`remove_orphans`).
     """
     folder = make_folder(folder)
+    remove_orphans(folder)
     tmp = Path(tempfile.mkdtemp(prefix=f".staged.{os.getpid()}.", suffix=".part", dir=folder))
     try:
         yield tmp
