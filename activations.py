@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from utils import activations
 from utils.cli import ArgumentParser, UserError, run
 from utils.dataset import Dataset
-from utils.modelfolder import ModelFolder, TrainingState
+from utils.modelfolder import ModelFolder
 
 DEFAULT_CHANNELS = 8
 
@@ -49,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         channels = activations.parse_channels(args.channels, params.convrnn_filters)
     dataset = Dataset(args.datadir, args.dataset)
     tileid, batch, dates = activations.load_tile(dataset, args.partition, args.tile, args.fold)
-    model = folder.build_model()
-    TrainingState(model).restore(folder.checkpoint(args.checkpoint), include_optimizer=False)
+    model, _, _ = folder.load_network(args.checkpoint)
     acts = activations.compute(model, batch, tileid, dates, args.layer)
     out = activations.write(args.outdir, acts, gates, channels, args.png)
     print(f"tile {tileid}: {len(dates)} dates, conv{params.convcell} F={params.convrnn_filters}, "

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelzoo.seqencmodel import MIXED_PRECISION
-from utils.cli import ArgumentParser, add_datadir_argument, resolve_datadir, run
-from utils.dataset import PARTITIONS
+from utils.cli import ArgumentParser, run
+from utils.dataset import PARTITIONS, add_datadir_argument, resolve_datadir
 from utils.evaluation import Settings, evaluate
 from utils.modelfolder import ModelFolder
 

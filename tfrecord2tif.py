@@ -10,40 +10,14 @@ folders may be given at once. ``tif2tfrecord.py`` converts such folders back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from utils.cli import ArgumentParser, UserError, run
 from utils.georef import GeoRef, read_geotransforms
 from utils.geotiffs import write_series
-from utils.records import read_tile
+from utils.records import read_tile, tile_files
 from utils.series import Series
-
-_TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")
-
-
-def tile_files(inputs: Sequence[str]) -> list[tuple[int, Path]]:
-    """``(tileid, file)`` of every input file and of every tile file in an input folder."""
-    found = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            files = [(int(m.group(1)), p) for p in sorted(path.iterdir()) if (m := _TILE_FILE.fullmatch(p.name))]
-            if not files:
-                raise UserError(f"{path}: no <tileid>.tfrecord[.gz] files in the folder")
-            found += sorted(files)
-        elif not path.is_file():
-            raise UserError(f"{path}: no such file or folder")
-        elif (match := _TILE_FILE.fullmatch(path.name)) is None:
-            raise UserError(f"{path}: not named <tileid>.tfrecord.gz or <tileid>.tfrecord")
-        else:
-            found.append((int(match.group(1)), path))
-    first: dict[int, Path] = {}
-    for tileid, path in found:
-        if first.setdefault(tileid, path) != path:
-            raise UserError(f"{path}: tile {tileid} is also given as {first[tileid]} (both would go to one folder)")
-    return found
 
 
 def georef_of(tileid: int, file: Path, csv: Path | None, cache: dict[Path, dict[int, GeoRef]]) -> GeoRef | None:

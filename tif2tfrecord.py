@@ -20,12 +20,12 @@ from pathlib import Path
 
 from utils.arearecords import EDGES, TileGrid, write_records
 from utils.bands import LEVELS
+from utils.classes import read_classes
 from utils.cli import ArgumentParser, UserError, run, warn
-from utils.dataset import read_classes
 from utils.georef import format_geotransform_row
 from utils.geotiffs import is_tile_folder, read_series, upsert_rows
 from utils.labels import LabelRaster, describe_ids, read_labelmap, unlisted_ids
-from utils.records import write_tile
+from utils.records import tile_file_name, write_tile
 from utils.sentinel2 import SourceOptions, open_area
 
 DEFAULT_NOBS = 46
@@ -45,7 +45,7 @@ def convert_tile_folders(folders: list[Path], args: argparse.Namespace) -> tuple
     rows = {}
     for tileid, folder in zip(ids, folders, strict=True):
         series = read_series(folder)
-        path = Path(args.outdir) / f"{tileid}.tfrecord.gz"
+        path = Path(args.outdir) / tile_file_name(tileid)
         write_tile(path, series.to_tile(args.nobs, str(path)))
         if series.georef is not None:
             rows[tileid] = format_geotransform_row(tileid, series.georef)

@@ -37,11 +37,10 @@ from modelzoo.seqencmodel import MIXED_PRECISION  # noqa: E402
 from utils.cli import (  # noqa: E402
     ArgumentParser,
     DefaultsHelpFormatter,
-    add_datadir_argument,
-    resolve_datadir,
     run,
     str2bool,
 )
+from utils.dataset import add_datadir_argument, resolve_datadir  # noqa: E402
 from utils.modelfolder import ModelFolder  # noqa: E402
 from utils.training import (  # noqa: E402
     OPTIMIZER_FLAGS,

@@ -74,12 +74,12 @@ def make_model(folder: Path, filters: int) -> Path:
 def forward_only(root: Path, modeldir: Path, fold: int, batchsize: int) -> dict:
     """The model loading, pipeline and forward pass of evaluate.py, results fetched to the host, nothing written."""
     from utils.dataset import Dataset, translate_errors
-    from utils.evaluation import load_model, make_forward
+    from utils.evaluation import make_forward
     from utils.modelfolder import ModelFolder
 
     start = time.perf_counter()
     dataset = Dataset(root, SECTION)
-    model, _, _ = load_model(ModelFolder(modeldir), dataset.classes, root / "classes.txt")
+    model, _, _ = ModelFolder(modeldir).load_network()
     pipeline = dataset.pipeline("test", fold, batchsize=batchsize, temporal_samples=None, prefetch=6)
     forward = make_forward(model, pipeline.element_spec)
     tiles = 0

@@ -27,9 +27,9 @@ from unittest import mock
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.tfquiet import import_tensorflow_quietly  # noqa: E402
+from utils import tfquiet  # noqa: E402
 
-import_tensorflow_quietly()
+tfquiet.install()
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402

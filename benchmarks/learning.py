@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from modelzoo import seqencmodel  # noqa: E402
-from utils.cli import UserError, add_datadir_argument, resolve_datadir, run  # noqa: E402
-from utils.dataset import Dataset, iterate, read_classes  # noqa: E402
-from utils.evaluation import load_model, make_forward  # noqa: E402
+from utils.cli import UserError, run  # noqa: E402
+from utils.dataset import Dataset, add_datadir_argument, iterate, resolve_datadir  # noqa: E402
+from utils.evaluation import make_forward  # noqa: E402
 from utils.modelfolder import ModelFolder  # noqa: E402
 
 TUNED_ADAM = ["--learning_rate", "2e-3", "--epsilon", "1e-7", "--schedule", "cosine"]
@@ -128,13 +128,12 @@ def checkpoint_table(folder: Path, root: Path, flags: Sequence[str]) -> str:
     norm in inference mode, the run's ``--mixed_precision``). The checkpoint with the best mean test accuracy is
     marked: model selection on the test tiles, which are disjoint from the training and the eval tiles."""
     policy = flags[flags.index("--mixed_precision") + 1] if "--mixed_precision" in flags else "none"
-    model_folder, classes = ModelFolder(folder), read_classes(root)
+    model_folder = ModelFolder(folder)
     inputs = {(section, partition): Dataset(root, section).pipeline(partition, batchsize=16, temporal_samples=None)
               for partition in ("test", "eval") for section in SECTIONS}
     rows = []
     for index in sorted(folder.glob("model.ckpt-*.index"), key=lambda path: int(path.stem.rpartition("-")[2])):
-        model, _, step = load_model(model_folder, classes, root / "classes.txt", index.stem,
-                                    mixed_precision=policy)
+        model, _, step = model_folder.load_network(index.stem, mixed_precision=policy)
         forward = make_forward(model, next(iter(inputs.values())).element_spec)
         accuracies = []
         for pipeline in inputs.values():

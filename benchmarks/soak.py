@@ -122,13 +122,12 @@ def epochs_done(folder: Path) -> int:
 def check_model(folder: Path) -> str | None:
     """What makes the folder unusable, or None: the latest checkpoint must resolve and restore."""
     from utils.cli import UserError
-    from utils.modelfolder import ModelFolder, TrainingState
+    from utils.modelfolder import ModelFolder
 
     try:
         model_folder = ModelFolder(folder)
-        prefix = model_folder.checkpoint(required=False)
-        if prefix is not None:
-            TrainingState(model_folder.build_model()).restore(prefix, include_optimizer=False)
+        if model_folder.checkpoint(required=False) is not None:
+            model_folder.load_network()
         with model_folder.lock():
             pass
     except UserError as err:

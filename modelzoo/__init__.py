@@ -1,5 +1,5 @@
 """The MTLCC network: recurrent cells, the bidirectional sequential encoder and its classification head."""
 
-from utils.tfquiet import import_tensorflow_quietly
+from utils import tfquiet
 
-import_tensorflow_quietly()
+tfquiet.install()

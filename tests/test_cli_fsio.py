@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from utils.cli import ArgumentParser, DefaultsHelpFormatter, UserError, resolve_datadir, run, str2bool
+from utils.cli import ArgumentParser, DefaultsHelpFormatter, UserError, run, str2bool
+from utils.dataset import resolve_datadir
 from utils.fsio import atomic_dir, atomic_file, make_folder, remove_orphans, staged_files
 
 

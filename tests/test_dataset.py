@@ -13,8 +13,9 @@ import tensorflow as tf
 from test_records import drop, edited, random_tile, set_values
 
 from utils import dataset as ds
+from utils.classes import ClassList, read_classes
 from utils.cli import UserError, run
-from utils.dataset import ClassList, Dataset, SectionConfig, iterate, read_classes, read_dataset_ini, read_tileids
+from utils.dataset import Dataset, SectionConfig, iterate, read_dataset_ini, read_tileids
 from utils.georef import read_geotransforms
 from utils.records import Tile, write_tile
 

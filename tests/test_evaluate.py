@@ -19,9 +19,10 @@ from PIL import Image
 
 import evaluate as evaluate_script
 from modelzoo.params import ModelParams, write_params_ini
+from utils.classes import read_classes
 from utils.cli import UserError, run
-from utils.dataset import read_classes, read_tileids
-from utils.evaluation import TileWriter, TruePredWriter, WriterPool, load_model
+from utils.dataset import read_tileids
+from utils.evaluation import TileWriter, TruePredWriter, WriterPool
 from utils.georef import read_geotransforms
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.rasters import ERROR_COLORS, TUM_COLORS, UNKNOWN_COLOR, png_scale, read_geotiff
@@ -123,8 +124,7 @@ def result(root, modeldir, tmp_path_factory) -> SimpleNamespace:
 def reference(root, modeldir, eval_ids) -> dict[int, dict[str, np.ndarray]]:
     """Per tile, computed without the evaluation code: records read directly, the Keras model called eagerly."""
     folder = ModelFolder(modeldir)
-    model = folder.build_model()
-    TrainingState(model).restore(folder.checkpoint(), include_optimizer=False)
+    model, _, _ = folder.load_network()
     classes = read_classes(root)
     expected = {}
     for tileid in eval_ids:
@@ -443,8 +443,7 @@ def test_the_latest_checkpoint_rotated_away_while_loading_is_resolved_again(mode
         return prefix
 
     monkeypatch.setattr(ModelFolder, "checkpoint", resolve_then_rotate)
-    classes = read_classes(source)
-    _, prefix, step = load_model(folder, classes, source / "classes.txt")
+    _, prefix, step = folder.load_network()
     assert (Path(prefix).name, step) == ("model.ckpt-9", 9)
 
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from utils.classes import ClassList
 from utils.metrics import (
     ConfusionMatrix,
     classification_report,
     format_summary,
-    raw_ids_to_indices,
     summarize,
     write_classes_csv,
     write_classification_report,
@@ -202,8 +202,8 @@ def test_write_reports_and_json_round_trip(tmp_path):
     assert json.loads((tmp_path / "again.json").read_text()) == loaded
 
 
-def test_raw_ids_to_indices():
-    raw = np.array([[0, 22, 26], [5, 7, 26]])
-    np.testing.assert_array_equal(raw_ids_to_indices(raw, IDS), [[0, 1, 2], [3, 0, 2]])
-    cm = ConfusionMatrix(3).update(raw_ids_to_indices([22, 26, 7], IDS), raw_ids_to_indices([22, 5, 22], IDS))
+def test_confusion_of_raw_ids():
+    classes = ClassList(tuple(IDS), tuple(NAMES))
+    np.testing.assert_array_equal(classes.to_index([[0, 22, 26], [5, 7, 26]]), [[0, 1, 2], [3, 0, 2]])
+    cm = ConfusionMatrix(3).update(classes.to_index([22, 26, 7]), classes.to_index([22, 5, 22]))
     np.testing.assert_array_equal(cm.matrix, [[1, 0, 0], [0, 0, 1], [0, 0, 0]])

@@ -14,8 +14,9 @@ import pytest
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
+from utils.classes import ClassList, read_classes
 from utils.cli import UserError
-from utils.dataset import ClassList, read_classes, read_dataset_ini, read_tileids
+from utils.dataset import read_dataset_ini, read_tileids
 from utils.interactive import (
     evaluated_sections,
     evaluated_tiles,

@@ -24,7 +24,7 @@ from utils import mapping, prediction
 from utils.cli import run
 from utils.georef import GeoRef, read_geotransforms
 from utils.mapping import Plan, batch_arrays, blend_weights, window_starts
-from utils.modelfolder import ModelFolder, TrainingState
+from utils.modelfolder import ModelFolder
 from utils.records import read_tile
 from utils.sentinel2 import open_area
 
@@ -53,9 +53,7 @@ def model(tmp_path_factory):
 @pytest.fixture(scope="module")
 def network(model):
     folder = ModelFolder(model)
-    keras_model = folder.build_model()
-    TrainingState(keras_model).restore(folder.checkpoint(), include_optimizer=False)
-    return keras_model
+    return folder.load_network()[0]
 
 
 @pytest.fixture(scope="module")

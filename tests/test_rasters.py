@@ -6,9 +6,9 @@ import pytest
 import rasterio
 from PIL import Image
 
+from utils.classes import lookup
 from utils.cli import UserError
 from utils.georef import GeoRef
-from utils.metrics import raw_ids_to_indices
 from utils.rasters import (
     ERROR_COLORS,
     TUM_COLORS,
@@ -151,7 +151,7 @@ def test_class_png_is_upscaled_without_blur(tmp_path):
 
 def test_real_land_cover_map_png(tmp_path, realdata):
     lulc = np.load(realdata / "eolearn_testeopatch_slovenia" / "mask_timeless" / "LULC.npy")[..., 0]
-    indices = raw_ids_to_indices(lulc, [0, 1, 2, 3, 4, 8])
+    indices = lookup([0, 1, 2, 3, 4, 8], range(6), lulc)
     write_class_png(tmp_path / "lulc.png", indices)
     image = read_png(tmp_path / "lulc.png")
     assert image.shape == (303, 300, 3)

@@ -12,15 +12,16 @@ import pytest
 import tensorflow as tf
 from conftest import SYNTHETIC_BLOCKS as BLOCKS
 
+from utils.bands import BANDS, GROUPS
+from utils.classes import ORIGINAL_CLASSES
 from utils.cli import UserError, run
 from utils.georef import read_geotransforms
 from utils.records import Tile, decode_tile, read_tile
-from utils.synthetic import BANDS, CLASSES, ensure_default_dataset, generate, make_world, render_tile
+from utils.synthetic import ensure_default_dataset, generate, make_world, render_tile
 from utils.synthetic import writer as synthetic_writer
 from utils.synthetic.__main__ import main
 from utils.synthetic.phenology import CROPS, FOREST_CONIFER, FOREST_DECIDUOUS
 from utils.synthetic.render import block_mean
-from utils.synthetic.spectra import X10, X20, X60
 
 YEARS = (2016, 2017)
 NOBS = 46
@@ -194,9 +195,10 @@ def test_records_are_the_rendered_bands_with_20m_and_60m_as_block_means(dataset,
             tileid = origins[(690_000.0 + 480 * col + 240 * dc, 5_370_000.0 - 480 * row - 240 * dr)]
             tile = read_tile(dataset / "240" / f"data{year % 100}" / f"{tileid}.tfrecord.gz")
             bands = scene.bands[:, 24 * dr:24 * dr + 24, 24 * dc:24 * dc + 24]
-            np.testing.assert_array_equal(tile.x10[:t], np.rint(bands[..., X10]))
-            assert np.abs(tile.x20[:t] - block_mean(bands[..., X20], 2)).max() <= 0.5 + 1e-6
-            assert np.abs(tile.x60[:t] - block_mean(bands[..., X60], 6)).max() <= 0.5 + 1e-6
+            x10, x20, x60 = (group.positions for group in GROUPS)
+            np.testing.assert_array_equal(tile.x10[:t], np.rint(bands[..., x10]))
+            assert np.abs(tile.x20[:t] - block_mean(bands[..., x20], 2)).max() <= 0.5 + 1e-6
+            assert np.abs(tile.x60[:t] - block_mean(bands[..., x60], 6)).max() <= 0.5 + 1e-6
             np.testing.assert_array_equal(tile.labels[0], scene.labels[24 * dr:24 * dr + 24, 24 * dc:24 * dc + 24])
             np.testing.assert_array_equal(tile.doy[:t], scene.doy)
 
@@ -253,7 +255,7 @@ def test_clouds_are_bright_flat_and_cast_darker_shadows(scenes):
 # --- landscape and phenology --------------------------------------------------------------------------------------
 
 def test_class_imbalance_follows_the_paper_with_maize_and_winter_wheat_largest(world):
-    listed = [raw for raw, _ in CLASSES[1:]]
+    listed = list(ORIGINAL_CLASSES.ids[1:])
     for y in range(len(YEARS)):
         labels = world.landscape.labels(y, slice(1, -1), slice(1, -1))
         counts = {raw: int(np.sum(labels == raw)) for raw in listed}
@@ -367,7 +369,7 @@ def load_pixels(records, root: Path, partition: str) -> tuple[np.ndarray, np.nda
 def test_a_simple_pixel_classifier_learns_but_is_far_from_perfect(dataset, records):
     """Gaussian naive Bayes on monthly cloud-screened medians: train_fold0 -> eval (both years)."""
     root = dataset / "240"
-    listed = np.array([raw for raw, _ in CLASSES[1:]])
+    listed = np.array(list(ORIGINAL_CLASSES.ids[1:]))
     train_x, train_y = load_pixels(records, root, "train_fold0")
     eval_x, eval_y = load_pixels(records, root, "eval")
     keep_train, keep_eval = np.isin(train_y, listed), np.isin(eval_y, listed)

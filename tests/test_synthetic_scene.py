@@ -14,10 +14,11 @@ import pytest
 import rasterio
 
 from utils.bands import BANDS, GROUPS
+from utils.classes import ORIGINAL_CLASSES
 from utils.cli import run
 from utils.safe import read_product
 from utils.sentinel2 import open_area
-from utils.synthetic import CLASSES, render_tile, to_tile
+from utils.synthetic import render_tile, to_tile
 from utils.synthetic.__main__ import main
 from utils.synthetic.landscape import MARGIN_PX, TILE
 from utils.synthetic.scene import NATIVE, RELATIVE_ORBITS, scene_world, swath, write_scene
@@ -86,7 +87,7 @@ def test_layout_and_summary(generated, info, world):
     assert (info["seed"], info["size"], info["year"], info["epsg"]) == (SEED, SIZE, YEAR, 32632)
     assert info["transform"] == [ORIGIN[0], 10.0, 0.0, ORIGIN[1], 0.0, -10.0]
     assert {d["observed"] for d in info["dates"]} == {round(float(observed(o, 1).mean()), 4) for o in (0, 1)}
-    assert (scene / "classes.txt").read_text() == "".join(f"{raw}|{name}\n" for raw, name in CLASSES)
+    assert (scene / "classes.txt").read_text() == ORIGINAL_CLASSES.text()
     day = plain[0].split("_")[1]
     assert sorted(p.name for p in (scene / plain[0]).iterdir()) == sorted(
         f"T32UQU_{day}T102021_{band}.tif" for band in BANDS)

@@ -1,5 +1,5 @@
 """Data, I/O and command-line helpers of the MTLCC re-implementation."""
 
-from utils.tfquiet import import_tensorflow_quietly
+from utils import tfquiet
 
-import_tensorflow_quietly()
+tfquiet.install()

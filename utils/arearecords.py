@@ -25,7 +25,7 @@ from utils.cli import UserError
 from utils.fsio import staged_files
 from utils.georef import GeoRef
 from utils.labels import LabelRaster, id_counts
-from utils.records import write_tile
+from utils.records import tile_file_name, write_tile
 from utils.sentinel2 import Area
 
 EDGES = ("pad", "drop")
@@ -116,7 +116,7 @@ def write_records(area: Area, grid: TileGrid, outdir: str | os.PathLike, first_i
                     continue
                 series = tile.series(label_block[r * size:(r + 1) * size, c * size:(c + 1) * size])
                 tileid = first_id + (row0 + r) * grid.cols + col0 + c
-                path = outdir / f"{tileid}.tfrecord.gz"
+                path = outdir / tile_file_name(tileid)
                 writer.submit(staging / path.name, series.to_tile(nobs, str(path)))
                 report.tiles.append((tileid, tile.georef))
                 report.dates.append(len(tile.dates))

@@ -25,6 +25,11 @@ class Group:
     factor: int
     bands: tuple[str, ...]
 
+    @property
+    def positions(self) -> list[int]:
+        """Where the group's bands stand in :data:`BANDS` (the last axis of a 13-band stack)."""
+        return [BANDS.index(band) for band in self.bands]
+
 
 GROUPS = (Group("x10", "10m", 1, X10_BANDS), Group("x20", "20m", 2, X20_BANDS), Group("x60", "60m", 6, X60_BANDS))
 

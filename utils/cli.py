@@ -1,17 +1,12 @@
-"""Shared command-line pieces: one-line errors with exit status 2, warnings and notes, boolean flags, the dataset-root
-default."""
+"""Shared command-line pieces: one-line errors with exit status 2, warnings and notes, boolean flags."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SYNTHETIC_ROOT = REPO_ROOT / "data" / "synthetic"
 
 
 class UserError(Exception):
@@ -75,32 +70,3 @@ def str2bool(value: str | bool) -> bool:
     if text in ("false", "0", "no", "n", "f"):
         return False
     raise argparse.ArgumentTypeError(f"expected True or False, got {value!r}")
-
-
-def add_datadir_argument(parser: argparse.ArgumentParser) -> None:
-    """The original's ``--datadir`` flag: a dataset root such as ``data_IJGI18/datasets/full/240``."""
-    parser.add_argument(
-        "--datadir",
-        default=None,
-        help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
-        "(default: $datadir, else the synthetic dataset under data/synthetic, generated on first use)",
-    )
-
-
-def resolve_datadir(value: str | os.PathLike | None, pix10m: int = 24) -> Path:
-    """Return the dataset root to use: ``--datadir``, else ``$datadir``, else the embedded synthetic dataset.
-
-    The synthetic dataset root matching the tile size (``240`` for 24 px, ``480`` for 48 px) is generated
-    on first use.
-    """
-    value = value or os.environ.get("datadir") or None  # noqa: SIM112 (the original's variable name)
-    if value is None:
-        from utils.synthetic import ensure_default_dataset
-
-        return ensure_default_dataset(pix10m)
-    root = Path(value)
-    if not root.is_dir():
-        raise UserError(f"{root}: dataset root does not exist")
-    if not (root / "dataset.ini").is_file():
-        raise UserError(f"{root}: not a dataset root (no dataset.ini)")
-    return root

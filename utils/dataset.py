@@ -6,9 +6,9 @@ per-tile TFRecord files, read into the tf.data pipeline of docs/DESIGN.md.
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import os
-import re
 import secrets
 import sys
 from collections import Counter
@@ -19,22 +19,48 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import tensorflow as tf
 
 from utils import records
-from utils.cli import ArgumentParser, UserError, resolve_datadir, run, warn
+from utils.classes import read_classes
+from utils.cli import ArgumentParser, UserError, run, warn
 from utils.fsio import read_text
 from utils.labels import describe_ids, id_counts, unlisted_ids
+from utils.synthetic import ensure_default_dataset
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
 FOLDED_PARTITIONS = ("train", "test")
 PARTITIONS = ("train", "test", "eval")
-_TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")
-_UNSAFE_IN_NAMES = re.compile(r"[^\w.-]")  # characters of class names not kept in folder names
 _READ_BUFFER = 1 << 20
 _RNG = "philox"
 _UNREADABLE = "no readable tf.train.Example record (the file is empty, truncated, corrupt or not a TFRecord)"
+
+
+def add_datadir_argument(parser: argparse.ArgumentParser) -> None:
+    """The original's ``--datadir`` flag: a dataset root such as ``data_IJGI18/datasets/full/240``."""
+    parser.add_argument(
+        "--datadir",
+        default=None,
+        help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
+        "(default: $datadir, else the synthetic dataset under data/synthetic, generated on first use)",
+    )
+
+
+def resolve_datadir(value: str | os.PathLike | None, pix10m: int = 24) -> Path:
+    """Return the dataset root to use: ``--datadir``, else ``$datadir``, else the embedded synthetic dataset.
+
+    The synthetic dataset root matching the tile size (``240`` for 24 px, ``480`` for 48 px) is generated
+    on first use.
+    """
+    value = value or os.environ.get("datadir") or None  # noqa: SIM112 (the original's variable name)
+    if value is None:
+        return ensure_default_dataset(pix10m)
+    root = Path(value)
+    if not root.is_dir():
+        raise UserError(f"{root}: dataset root does not exist")
+    if not (root / "dataset.ini").is_file():
+        raise UserError(f"{root}: not a dataset root (no dataset.ini)")
+    return root
 
 
 @dataclass(frozen=True)
@@ -109,72 +135,6 @@ def read_section(root: str | os.PathLike, section: str) -> SectionConfig:
     return _section_config(path, parser, section)
 
 
-@dataclass(frozen=True)
-class ClassList:
-    """``classes.txt``: raw class ids and names; list position = class index, index 0 = unknown (raw id 0)."""
-
-    ids: tuple[int, ...]
-    names: tuple[str, ...]
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes without unknown (the network's logits)."""
-        return len(self.ids) - 1
-
-    @property
-    def folder_names(self) -> list[str]:
-        """Confidence folder names of the original: ``<k>_<name with underscores>`` for k = 1..num_classes; every
-        character but letters, digits, ``.`` and ``-`` becomes ``_`` (names from data never make a path)."""
-        return [f"{k}_{_UNSAFE_IN_NAMES.sub('_', name)}" for k, name in enumerate(self.names[1:], start=1)]
-
-    def to_index(self, raw: npt.ArrayLike) -> np.ndarray:
-        """Raw class ids → class indices (int32); raw ids not in the list become 0 (unknown)."""
-        raw = np.asarray(raw)
-        ids = np.asarray(self.ids)
-        order = np.argsort(ids)
-        pos = np.clip(np.searchsorted(ids[order], raw), 0, len(ids) - 1)
-        return np.where(ids[order][pos] == raw, order[pos], 0).astype(np.int32)
-
-    def to_raw(self, index: npt.ArrayLike) -> np.ndarray:
-        """Class indices → raw class ids (int64); raises ValueError for an index outside 0..num_classes."""
-        index = np.asarray(index)
-        if index.size and (index.min() < 0 or index.max() > self.num_classes):
-            raise ValueError(f"class index outside 0..{self.num_classes}")
-        return np.asarray(self.ids, dtype=np.int64)[index]
-
-
-def read_classes(root: str | os.PathLike) -> ClassList:
-    """Read ``<root>/classes.txt`` (see :func:`read_classes_file`)."""
-    return read_classes_file(Path(root) / "classes.txt")
-
-
-def read_classes_file(path: str | os.PathLike) -> ClassList:
-    """Read a ``classes.txt`` (``id|name`` lines; lines without ``|`` are ignored as in the original)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    ids, names = [], []
-    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
-        if "|" not in line:
-            continue
-        fields = line.split("|")
-        if len(fields) != 2:
-            raise UserError(f"{path}:{lineno}: expected 'id|name', got {line.strip()!r}")
-        try:
-            raw = int(fields[0])
-        except ValueError:
-            raise UserError(f"{path}:{lineno}: class id {fields[0].strip()!r} is not an integer") from None
-        if raw in ids:
-            raise UserError(f"{path}:{lineno}: class id {raw} is listed twice")
-        ids.append(raw)
-        names.append(fields[1].strip())
-    if not ids:
-        raise UserError(f"{path}: no 'id|name' lines")
-    if ids[0] != 0:
-        raise UserError(f"{path}: the first class must be raw id 0 (unknown), got {ids[0]}")
-    return ClassList(tuple(ids), tuple(names))
-
-
 def tileids_file(root: str | os.PathLike, partition: str, fold: int = 0) -> Path:
     """``tileids/train_fold<k>.tileids``, ``tileids/test_fold<k>.tileids``, or ``tileids/<partition>.tileids``."""
     name = f"{partition}_fold{fold}" if partition in FOLDED_PARTITIONS else partition.removesuffix(".tileids")
@@ -247,7 +207,7 @@ class Dataset:
             raise UserError(f"{datadir}: data folder of section [{self.config.name}] does not exist")
         files: dict[int, Path] = {}
         for entry in os.scandir(datadir):
-            match = _TILE_FILE.fullmatch(entry.name)
+            match = records.TILE_FILE.fullmatch(entry.name)
             if match is None:
                 continue
             tileid = int(match.group(1))

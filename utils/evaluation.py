@@ -39,13 +39,14 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from modelzoo.seqencmodel import SequentialEncoder, build_model, per_pixel_xe
+from modelzoo.seqencmodel import SequentialEncoder, per_pixel_xe
+from utils.classes import ClassList
 from utils.cli import UserError, warn
-from utils.dataset import ClassList, Dataset, translate_errors
+from utils.dataset import Dataset, translate_errors
 from utils.fsio import atomic_file, staged_files
 from utils.georef import GeoRef, read_geotransforms
 from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
-from utils.modelfolder import ModelFolder, TrainingState, checkpoint_exists
+from utils.modelfolder import ModelFolder
 from utils.rasters import (
     mosaic,
     write_class_png,
@@ -66,7 +67,6 @@ TRUEPRED_NPY = "truepred.npy"
 GEOTRANSFORMS_CSV = "geotransforms.csv"
 EVALUATION_OUTPUTS = (*TILE_PRODUCTS, *(f"{product}.tif" for product in TILE_PRODUCTS), CONFIDENCES, PNG,
                       TRUEPRED_NPY, CONFUSION_PNG, *REPORT_FILES)  # what a run replaces of an earlier one
-RESOLVE_ATTEMPTS = 3  # of the latest checkpoint, while a training may rotate checkpoints
 WRITER_THREADS = 8  # the writes wait on the disk as much as on the CPU
 
 
@@ -111,38 +111,6 @@ class Result:
     metrics: dict
     tileids: list[int]
     timings: Timings = field(default_factory=Timings)
-
-
-def load_model(folder: ModelFolder, classes: ClassList, classes_file: Path, checkpoint: str | None = None,
-               allow_untrained: bool = False, mixed_precision: str = "none"
-               ) -> tuple[SequentialEncoder, str | None, int]:
-    """The network of ``folder`` with its checkpoint restored: ``(model, checkpoint prefix or None, global step)``.
-
-    The model's ``num_classes`` must equal the classes of ``classes.txt`` (without unknown). Without a checkpoint the
-    randomly initialised network is returned only when ``allow_untrained`` (the original did so silently).
-    ``mixed_precision`` (none, mixed_float16, mixed_bfloat16) sets the network's dtype policy.
-    """
-    params_file = folder.path / "params.ini"
-    if folder.params.num_classes != classes.num_classes:
-        raise UserError(f"{params_file}: the model has num_classes = {folder.params.num_classes} but "
-                        f"{classes_file} lists {classes.num_classes} classes besides unknown")
-    model = build_model(folder.params, mixed_precision=mixed_precision)
-    state = TrainingState(model)
-    attempts = RESOLVE_ATTEMPTS
-    while True:
-        prefix = folder.checkpoint(checkpoint, required=False)
-        if prefix is None and not allow_untrained:
-            raise UserError(f"{folder.path}: no checkpoint in the model folder (train the model first, or pass "
-                            "--allow_untrained to evaluate its random initial weights)")
-        if prefix is None:
-            return model, None, 0
-        try:
-            state.restore(prefix, include_optimizer=False)
-            return model, prefix, int(state.global_step.numpy())
-        except UserError:  # the latest checkpoint rotated away by a training between resolving and reading it
-            attempts -= 1
-            if checkpoint is not None or checkpoint_exists(prefix) or not attempts:
-                raise
 
 
 def make_forward(model: SequentialEncoder, element_spec: Mapping[str, tf.TensorSpec]
@@ -319,8 +287,9 @@ def evaluate(settings: Settings) -> Result:
     folder = ModelFolder(settings.modeldir)
     dataset = Dataset(settings.datadir, settings.section, temporal_samples=None)
     classes = dataset.classes
-    model, prefix, step = load_model(folder, classes, dataset.root / "classes.txt", settings.checkpoint,
-                                     settings.allow_untrained, settings.mixed_precision)
+    folder.check_classes(classes.num_classes, dataset.root / "classes.txt")
+    model, prefix, step = folder.load_network(settings.checkpoint, settings.allow_untrained,
+                                              settings.mixed_precision)
     if prefix is None:
         warn(f"{folder.path}: no checkpoint; evaluating the randomly initialised network (--allow_untrained)")
     files = dataset.tile_files(settings.partition, settings.fold)

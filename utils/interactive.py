@@ -22,16 +22,18 @@ from matplotlib.patches import Patch
 
 from modelzoo.params import PARAMS_FILENAME, ModelParams, write_params_ini
 from utils.activations import RGB_CHANNELS, SIGNED, Activations, rgb_stretch, to_rgb8
-from utils.cli import REPO_ROOT, UserError
-from utils.dataset import INI_KEYS, ClassList, read_classes, read_dataset_ini, read_section
+from utils.classes import ClassList, read_classes
+from utils.cli import UserError
+from utils.dataset import INI_KEYS, read_dataset_ini, read_section
 from utils.evaluation import TRUEPRED_NPY
 from utils.fsio import atomic_dir
 from utils.metrics import CLASSES_CSV, ConfusionMatrix
 from utils.modelfolder import ModelFolder
 from utils.rasters import class_colors, colorize, error_rgb, read_geotiff
-from utils.records import Tile, write_tile
+from utils.records import Tile, tile_file_name, write_tile
 from utils.training import Trainer, TrainingOptions
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DN_MAX = 10_000  # L1C digital numbers: reflectance x 10 000
 # The small model of the notebooks: Adam as benchmarks/learning.py's "tuned" run (the original's lr 0.01 and
 # epsilon 0.9 learn far more slowly in a few epochs)
@@ -82,7 +84,7 @@ def write_random_root(root: str | os.PathLike, template: str | os.PathLike, sect
             bands = {name: rng.integers(0, DN_MAX, shapes[name]) * observed[:, None, None, None]
                      for name in ("x10", "x20", "x60")}
             labels = np.broadcast_to(rng.choice(classes.ids, shapes["labels"][1:]), shapes["labels"])
-            write_tile(tmp / config.datadir.name / f"{tileid}.tfrecord.gz",
+            write_tile(tmp / config.datadir.name / tile_file_name(tileid),
                        Tile(**bands, doy=doy, year=year * observed, labels=labels))
         (tmp / "tileids").mkdir()
         (tmp / "tileids" / "train_fold0.tileids").write_text("".join(f"{i}\n" for i in range(num_tiles)))

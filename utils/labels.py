@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.classes import lookup
 from utils.cli import UserError
 from utils.fsio import read_text
 from utils.georef import GeoRef
@@ -51,10 +52,7 @@ def read_labelmap(path: str | os.PathLike) -> dict[int, int]:
 
 def apply_labelmap(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     """``labels`` through ``mapping``; ids not in it become 0 (unknown)."""
-    keys = np.array(sorted(mapping), dtype=np.int64)
-    values = np.array([mapping[key] for key in keys], dtype=np.int64)
-    pos = np.clip(np.searchsorted(keys, labels), 0, len(keys) - 1)
-    return np.where(keys[pos] == labels, values[pos], 0)
+    return lookup(mapping.keys(), mapping.values(), labels)
 
 
 def id_counts(labels: np.ndarray) -> Counter:

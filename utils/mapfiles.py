@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 
-from utils.dataset import ClassList
+from utils.classes import ClassList
 from utils.georef import GeoRef
 from utils.rasters import BLOCK, class_colors, write_map_png
 

@@ -75,16 +75,6 @@ class ConfusionMatrix:
         return self
 
 
-def raw_ids_to_indices(raw_ids: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """Map raw class ids (e.g. ``truepred.npy`` or GeoTIFF values) to class indices; ids not in ``ids`` become 0."""
-    ids = np.asarray(ids, dtype=np.int64)
-    raw = np.asarray(raw_ids, dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    position = np.clip(np.searchsorted(ids[order], raw), 0, len(ids) - 1)
-    index = order[position]
-    return np.where(ids[index] == raw, index, 0).astype(np.int32)
-
-
 def _square(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:

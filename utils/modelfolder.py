@@ -38,6 +38,7 @@ COUNTERS = ("global_step", "samples_seen")
 ADAM_SLOTS = ("Adam", "Adam_1")  # TF1 names of Adam's first and second moment slots
 BETA_POWERS = ("beta1_power", "beta2_power")
 TF1_BN_ACCUMULATORS = ("/biased", "/local_step")  # zero-debias state of TF1 batch norm; Keras does not debias
+RESOLVE_ATTEMPTS = 3  # of the latest checkpoint, while a training may rotate checkpoints
 KEEP_EVERY_N_HOURS = 10000.0  # the TF1 Saver's default: in effect, keep only the newest max_to_keep
 _CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d{5}-of-\d{5})$")
 _STEP = re.compile(r"-(\d+)$")
@@ -112,6 +113,39 @@ class ModelFolder:
     def build_model(self) -> SequentialEncoder:
         """A freshly initialised network configured by ``params.ini``."""
         return build_model(self.params)
+
+    def check_classes(self, num_classes: int, classes_file: str | os.PathLike) -> None:
+        """The network's logits must match the ``num_classes`` classes (without unknown) of ``classes_file``."""
+        if self.params.num_classes != num_classes:
+            raise UserError(f"{self.path / PARAMS_FILE}: the model has num_classes = {self.params.num_classes} but "
+                            f"{classes_file} lists {num_classes} classes besides unknown")
+
+    def load_network(self, checkpoint: str | None = None, allow_untrained: bool = False,
+                     mixed_precision: str = "none") -> tuple[SequentialEncoder, str | None, int]:
+        """The network of ``params.ini`` with a checkpoint's weights (``checkpoint`` or the latest), for inference:
+        ``(model, checkpoint prefix or None, global step)``.
+
+        Without a checkpoint the randomly initialised network is returned only when ``allow_untrained`` (the original
+        did so silently). ``mixed_precision`` (none, mixed_float16, mixed_bfloat16) sets the dtype policy. The latest
+        checkpoint is resolved again if a training rotates it away while it is being read.
+        """
+        model = build_model(self.params, mixed_precision=mixed_precision)
+        state = TrainingState(model)
+        attempts = RESOLVE_ATTEMPTS
+        while True:
+            prefix = self.checkpoint(checkpoint, required=False)
+            if prefix is None and not allow_untrained:
+                raise UserError(f"{self.path}: no checkpoint in the model folder (train the model first, or pass "
+                                "--allow_untrained to use its random initial weights)")
+            if prefix is None:
+                return model, None, 0
+            try:
+                state.restore(prefix, include_optimizer=False)
+                return model, prefix, int(state.global_step.numpy())
+            except UserError:  # the latest checkpoint rotated away by a training between resolving and reading it
+                attempts -= 1
+                if checkpoint is not None or checkpoint_exists(prefix) or not attempts:
+                    raise
 
     def initial_state(self, seed: int | None = None) -> TrainingState:
         """A fresh network of ``params.ini`` (initialised from ``seed`` if given) with its Adam optimizer's slots

@@ -23,8 +23,8 @@ import numpy as np
 import rasterio
 from tqdm import tqdm
 
+from utils.classes import ORIGINAL_CLASSES, ClassList, read_classes_file
 from utils.cli import UserError, warn
-from utils.dataset import ClassList, read_classes_file
 from utils.fsio import atomic_file
 from utils.georef import GeoRef
 from utils.labels import LabelRaster
@@ -44,7 +44,6 @@ from utils.modelfolder import ModelFolder
 from utils.rasters import BLOCK
 from utils.recordarea import RecordArea, is_dataset_root
 from utils.sentinel2 import Area, SourceOptions, open_area
-from utils.synthetic.phenology import CLASSES as ORIGINAL_CLASSES
 
 STATE, CARRY, SUMMARY = "state.json", "carry.npy", "summary.json"
 FINAL = "final"
@@ -83,8 +82,7 @@ def load_classes(path: Path | None) -> tuple[ClassList, str]:
     """The classes of ``path`` (a ``classes.txt``), or the original's 17 crop classes; and where they come from."""
     if path is not None:
         return read_classes_file(path), str(path)
-    return ClassList(tuple(raw for raw, _ in ORIGINAL_CLASSES), tuple(name for _, name in ORIGINAL_CLASSES)), \
-        "the original's classes"
+    return ORIGINAL_CLASSES, "the original's classes"
 
 
 def open_sources(sources: tuple[str, ...], options: SourceOptions, year: int | None) -> Area | RecordArea:
@@ -162,7 +160,6 @@ def _check_outdir(outdir: Path) -> None:
 
 def predict(settings: Settings) -> dict:
     """Map the area of ``settings.sources``; returns the summary (as in ``summary.json``)."""
-    from utils.evaluation import load_model
     from utils.training import configure_devices, make_strategy
 
     start = time.perf_counter()
@@ -178,8 +175,9 @@ def predict(settings: Settings) -> dict:
     configure_devices(settings.devices)
     strategy = make_strategy(settings.strategy, settings.devices)
     with strategy.scope():
-        model, prefix, step = load_model(folder, classes, Path(classes_source), settings.checkpoint,
-                                         settings.allow_untrained, settings.mixed_precision)
+        folder.check_classes(classes.num_classes, classes_source)
+        model, prefix, step = folder.load_network(settings.checkpoint, settings.allow_untrained,
+                                                  settings.mixed_precision)
     if prefix is None:
         warn(f"{folder.path}: no checkpoint; mapping with the randomly initialised network (--allow_untrained)")
     replicas = strategy.num_replicas_in_sync

@@ -1,7 +1,7 @@
 """Raster outputs: GeoTIFF write/read, the TUM class colour map, PNG maps and plots, and COG mosaics of tiles.
 
 PNG class maps take class *indices* (line numbers of ``classes.txt``, 0 = unknown), not raw ids; convert raw ids
-with :func:`utils.metrics.raw_ids_to_indices`. Small tiles are upscaled by an integer factor with nearest-neighbour
+with :meth:`utils.classes.ClassList.to_index`. Small tiles are upscaled by an integer factor with nearest-neighbour
 pixels (no blur) so that the image is at least :data:`MIN_PNG_SIZE` pixels wide or high.
 """
 

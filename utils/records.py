@@ -9,6 +9,8 @@ from __future__ import annotations
 import codecs
 import math
 import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ FEATURE_SPEC = {
     **{key: tf.io.VarLenFeature(tf.string) for key in DATA_KEYS.values()},
     **{key: tf.io.VarLenFeature(tf.int64) for key in SHAPE_KEYS.values()},
 }
+TILE_FILE = re.compile(r"(\d+)\.tfrecord(\.gz)?")  # <tileid>.tfrecord.gz (GZIP) or <tileid>.tfrecord
 COMPRESSION_LEVEL = 1  # zlib level of .tfrecord.gz files: level 6 is 10 % smaller but 4x slower to write
 # Data-error messages raised inside tf.data are wrapped in these markers so that :func:`data_error_message`
 # can find them in TensorFlow's error text.
@@ -196,3 +199,31 @@ def parse_example(serialized: tf.Tensor, source: tf.Tensor | str = "<record>") -
     ``source`` (pass the file name) and the feature.
     """
     return decode_features(parse_features(serialized), source)
+
+
+def tile_file_name(tileid: int) -> str:
+    """The file name of a tile's record as this project writes it: ``<tileid>.tfrecord.gz``."""
+    return f"{tileid}.tfrecord.gz"
+
+
+def tile_files(inputs: Sequence[str]) -> list[tuple[int, Path]]:
+    """``(tileid, file)`` of every input file and of every tile file in an input folder."""
+    found = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            files = [(int(m.group(1)), p) for p in sorted(path.iterdir()) if (m := TILE_FILE.fullmatch(p.name))]
+            if not files:
+                raise UserError(f"{path}: no <tileid>.tfrecord[.gz] files in the folder")
+            found += sorted(files)
+        elif not path.is_file():
+            raise UserError(f"{path}: no such file or folder")
+        elif (match := TILE_FILE.fullmatch(path.name)) is None:
+            raise UserError(f"{path}: not named <tileid>.tfrecord.gz or <tileid>.tfrecord")
+        else:
+            found.append((int(match.group(1)), path))
+    first: dict[int, Path] = {}
+    for tileid, path in found:
+        if first.setdefault(tileid, path) != path:
+            raise UserError(f"{path}: tile {tileid} is also given as {first[tileid]} (both would go to one folder)")
+    return found

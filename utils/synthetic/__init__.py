@@ -6,7 +6,7 @@ landscape (EPSG:32632, north of Munich), written as two dataset roots of the sam
 
 - ``landscape``: parcels, land cover, crops per year and the spatial train/test/eval split;
 - ``phenology``: crop calendars and land covers as endmember fractions over the year;
-- ``spectra``: Sentinel-2 bands, endmember spectra and the top-of-atmosphere signal;
+- ``spectra``: endmember spectra and the top-of-atmosphere signal in the bands of :mod:`utils.bands`;
 - ``sky``: acquisition dates (two orbits, Sentinel-2A/B) and the weather of each (clouds, shadows, haze, snow);
 - ``render``: the simulated world and the rendering of a tile into 13 bands at 10 m and into records;
 - ``writer``: ``generate`` and ``ensure_default_dataset``;
@@ -15,10 +15,7 @@ landscape (EPSG:32632, north of Munich), written as two dataset roots of the sam
   SAFE writers the tests use for their fixtures.
 """
 
-from utils.synthetic.phenology import CLASSES
 from utils.synthetic.render import Scene, World, make_world, render_tile, to_tile
-from utils.synthetic.spectra import BANDS
 from utils.synthetic.writer import ensure_default_dataset, generate
 
-__all__ = ["BANDS", "CLASSES", "Scene", "World", "ensure_default_dataset", "generate", "make_world", "render_tile",
-           "to_tile"]
+__all__ = ["Scene", "World", "ensure_default_dataset", "generate", "make_world", "render_tile", "to_tile"]

@@ -28,10 +28,9 @@ N_UNIFORMS = 7
 
 @dataclass(frozen=True)
 class Crop:
-    """One crop class: raw label id, name, target share and its calendar (days of year)."""
+    """One crop class: raw label id, target share and its calendar (days of year)."""
 
     raw: int
-    name: str
     support: float  # pixels of the class in the paper's evaluation set (spec §10.1): the target share
     g0: float  # green cover in winter (winter crops)
     up: float  # green-up (logistic centre) and its width
@@ -41,7 +40,6 @@ class Crop:
     rsen: float
     harvest: float
     stubble: float = 0.5  # straw cover right after harvest
-    listed: bool = True  # in classes.txt
     permanent: bool = False  # stays on its parcel every year (no rotation)
     flower: float = 0.0  # peak cover of yellow flowers (rape)
     dark: float = 0.0  # share of the senescent canopy that turns black (beans)
@@ -55,27 +53,26 @@ class Crop:
 
 
 CROPS = (
-    Crop(1, "sugar beet", 153010, 0, 165, 10, .96, NEVER, 10, 285, stubble=.15),
-    Crop(2, "summer oat", 73695, 0, 139, 7, .88, 199, 6, 224),
-    Crop(3, "meadow", 475047, .45, 95, 10, .92, 305, 12, NEVER, permanent=True, cuts=True),
-    Crop(5, "rape", 238215, .50, 78, 8, .90, 174, 6, 201, flower=.6),
-    Crop(8, "hop", 103868, 0, 158, 9, .92, NEVER, 10, 238, stubble=.1, permanent=True),
-    Crop(9, "winter spelt", 68519, .23, 97, 10, .89, 182, 7, 216),
-    Crop(12, "winter triticale", 128810, .24, 93, 9, .92, 177, 6, 207),
-    Crop(13, "beans", 55432, 0, 126, 8, .90, 200, 6, 232, dark=.5),
-    Crop(15, "peas", 15621, 0, 118, 7, .86, 176, 5, 198),
-    Crop(16, "potatoe", 265914, 0, 160, 8, .88, 217, 5, 245, stubble=.3),
-    Crop(17, "soybeans", 46498, 0, 168, 8, .90, 248, 6, 272),
-    Crop(19, "asparagus", 39633, 0, 195, 10, .85, 298, 10, NEVER, permanent=True, foil=True),
-    Crop(22, "winter wheat", 1589217, .24, 95, 9, .93, 180, 6, 214),
-    Crop(23, "winter barley", 512710, .30, 85, 9, .92, 165, 6, 190),
-    Crop(24, "winter rye", 72722, .28, 88, 9, .95, 172, 7, 200),
-    Crop(25, "summer barley", 163711, 0, 135, 7, .88, 193, 6, 218),
-    Crop(26, "maize", 1795452, 0, 180, 9, .93, 258, 8, 278, stubble=.35),
-    Crop(6, "other crop (raw id not in classes.txt)", 90000, 0, 150, 8, .85, 228, 7, 252, listed=False),
+    Crop(1, 153010, 0, 165, 10, .96, NEVER, 10, 285, stubble=.15),  # sugar beet
+    Crop(2, 73695, 0, 139, 7, .88, 199, 6, 224),  # summer oat
+    Crop(3, 475047, .45, 95, 10, .92, 305, 12, NEVER, permanent=True, cuts=True),  # meadow
+    Crop(5, 238215, .50, 78, 8, .90, 174, 6, 201, flower=.6),  # rape
+    Crop(8, 103868, 0, 158, 9, .92, NEVER, 10, 238, stubble=.1, permanent=True),  # hop
+    Crop(9, 68519, .23, 97, 10, .89, 182, 7, 216),  # winter spelt
+    Crop(12, 128810, .24, 93, 9, .92, 177, 6, 207),  # winter triticale
+    Crop(13, 55432, 0, 126, 8, .90, 200, 6, 232, dark=.5),  # beans
+    Crop(15, 15621, 0, 118, 7, .86, 176, 5, 198),  # peas
+    Crop(16, 265914, 0, 160, 8, .88, 217, 5, 245, stubble=.3),  # potatoe
+    Crop(17, 46498, 0, 168, 8, .90, 248, 6, 272),  # soybeans
+    Crop(19, 39633, 0, 195, 10, .85, 298, 10, NEVER, permanent=True, foil=True),  # asparagus
+    Crop(22, 1589217, .24, 95, 9, .93, 180, 6, 214),  # winter wheat
+    Crop(23, 512710, .30, 85, 9, .92, 165, 6, 190),  # winter barley
+    Crop(24, 72722, .28, 88, 9, .95, 172, 7, 200),  # winter rye
+    Crop(25, 163711, 0, 135, 7, .88, 193, 6, 218),  # summer barley
+    Crop(26, 1795452, 0, 180, 9, .93, 258, 8, 278, stubble=.35),  # maize
+    Crop(6, 90000, 0, 150, 8, .85, 228, 7, 252),  # other crop (raw id not in classes.txt)
 )
 CROP_BY_RAW = {crop.raw: crop for crop in CROPS}
-CLASSES = ((0, "unknown"), *((crop.raw, crop.name) for crop in CROPS if crop.listed))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from utils.bands import GROUPS
 from utils.records import Tile
 from utils.synthetic.landscape import MARGIN_PX, TILE, Landscape, make_landscape
 from utils.synthetic.phenology import fractions
@@ -20,9 +21,6 @@ from utils.synthetic.spectra import (
     SNOW,
     SOIL,
     WATER,
-    X10,
-    X20,
-    X60,
     surface_reflectance,
     top_of_atmosphere,
 )
@@ -128,7 +126,8 @@ def render_tile(world: World, year: int, row: int, col: int, acquisitions: np.nd
 
 def add_noise(rng: np.random.Generator, dn: np.ndarray) -> None:
     """Add sensor noise to ``(T, H, W, 13)`` DN in place, drawn per pixel of each band's native grid (10/20/60 m)."""
-    for bands, k in ((X10, 1), (X20, 2), (X60, 6)):
+    for group in GROUPS:
+        bands, k = group.positions, group.factor
         t, h, w, _ = dn.shape
         noise = rng.standard_normal((t, h // k, w // k, len(bands)), dtype=np.float32)
         noise = np.repeat(np.repeat(noise, k, axis=1), k, axis=2)
@@ -159,9 +158,7 @@ def to_tile(scene: Scene, rows: slice, cols: slice, nobs: int) -> Tile:
         return out
 
     return Tile(
-        x10=padded(bands[..., X10]),
-        x20=padded(block_mean(bands[..., X20], 2)),
-        x60=padded(block_mean(bands[..., X60], 6)),
+        **{group.name: padded(block_mean(bands[..., group.positions], group.factor)) for group in GROUPS},
         doy=padded(scene.doy),
         year=padded(np.full(t, scene.year)),
         labels=np.broadcast_to(scene.labels[rows, cols], (nobs, h, w)),

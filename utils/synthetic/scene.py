@@ -38,13 +38,13 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from utils.bands import BANDS, GROUPS, level_bands
+from utils.classes import ORIGINAL_CLASSES
 from utils.cli import UserError
 from utils.fsio import atomic_dir
 from utils.georef import GeoRef
 from utils.rasters import BLOCK, write_geotiff
 from utils.synthetic.landscape import BLOCK as WORLD_BLOCK
 from utils.synthetic.landscape import MARGIN_PX, TILE
-from utils.synthetic.phenology import CLASSES
 from utils.synthetic.render import World, make_world, render_tile, to_tile
 from utils.synthetic.sky import schedule
 from utils.synthetic.writer import EPSG, ORIGIN, PIXEL, VERSION
@@ -340,7 +340,7 @@ def write_scene(path: str | os.PathLike, *, size: int = DEFAULT_SIZE, year: int 
         inside = slice(MARGIN_PX, MARGIN_PX + size)
         write_geotiff(tmp / "truth.tif", world.landscape.labels(0, inside, inside), GRID, dtype=np.uint16,
                       descriptions=["raw class id"])
-        (tmp / "classes.txt").write_text("".join(f"{raw}|{name}\n" for raw, name in CLASSES))
+        (tmp / "classes.txt").write_text(ORIGINAL_CLASSES.text())
         info = {
             "generator": "utils.synthetic --scene", "version": VERSION, "scene_version": SCENE_VERSION,
             "seed": seed, "size": size, "year": year, "epsg": EPSG, "transform": list(GRID.transform),

@@ -1,20 +1,16 @@
-"""Sentinel-2 bands, endmember spectra and the top-of-atmosphere (L1C) signal model.
+"""Endmember spectra and the top-of-atmosphere (L1C) signal model of the simulator.
 
-All 13 bands are simulated at 10 m in the order of ``BANDS``. Surface reflectance is a linear mixture of the
-endmembers below; the TOA reflectance adds path radiance (aerosol scattering, strongest in B01/B02), multiplies the
-surface term by a transmittance (water vapour absorption in B09, near-total absorption in the B10 cirrus band), and
-blends in clouds, cloud shadows and cirrus. Values are reflectance; DN = reflectance x 10000.
+All 13 bands are simulated at 10 m in the order of :data:`utils.bands.BANDS`. Surface reflectance is a linear
+mixture of the endmembers below; the TOA reflectance adds path radiance (aerosol scattering, strongest in B01/B02),
+multiplies the surface term by a transmittance (water vapour absorption in B09, near-total absorption in the B10
+cirrus band), and blends in clouds, cloud shadows and cirrus. Values are reflectance; DN = reflectance x 10000.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from utils.bands import BANDS, X10_BANDS, X20_BANDS, X60_BANDS
-
-X10 = np.array([BANDS.index(b) for b in X10_BANDS])
-X20 = np.array([BANDS.index(b) for b in X20_BANDS])
-X60 = np.array([BANDS.index(b) for b in X60_BANDS])
+from utils.bands import BANDS
 
 # Endmembers (columns of the abundance arrays).
 GREEN, DRY, SOIL, FLOWER, WATER, ASPHALT, ROOF, FOIL, DARK, SNOW = range(10)

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.cli import SYNTHETIC_ROOT, UserError
+from utils.classes import ORIGINAL_CLASSES
+from utils.cli import UserError
 from utils.fsio import atomic_dir, atomic_file
 from utils.georef import GeoRef, format_geotransform_row
-from utils.records import COMPRESSION_LEVEL, write_tile
+from utils.records import COMPRESSION_LEVEL, tile_file_name, write_tile
 from utils.synthetic.landscape import FOLDS, TILE, check_blocks
-from utils.synthetic.phenology import CLASSES
 from utils.synthetic.render import DEFAULT_BLOCKS, DEFAULT_NOBS, DEFAULT_YEARS, World, make_world, render_tile, to_tile
 
+SYNTHETIC_ROOT = Path(__file__).resolve().parents[2] / "data" / "synthetic"  # the default dataset
 VERSION = 1  # bump when the generator's output changes: the cached default dataset is then regenerated
 ORIGIN = (690_000.0, 5_370_000.0)  # top-left corner, EPSG:32632 (48.46 N 11.57 E: southern Hallertau, north of Munich)
 EPSG = 32632
@@ -63,7 +64,7 @@ def generate(outdir: str | os.PathLike, *, seed: int = 0, blocks: tuple[int, int
                     for r, c in np.ndindex(per_side, per_side):
                         tileid = tile_id(world, pix, row * per_side + r, col * per_side + c)
                         window = slice(r * pix, (r + 1) * pix), slice(c * pix, (c + 1) * pix)
-                        write_tile(root / folder / f"{tileid}.tfrecord.gz", to_tile(scene, *window, nobs),
+                        write_tile(root / folder / tile_file_name(tileid), to_tile(scene, *window, nobs),
                                    compression_level)
         for pix, root in roots.items():
             write_stamp(root, world, pix, blocks)
@@ -99,7 +100,7 @@ def write_metadata(root: Path, world: World, pix: int) -> None:
                              "nbands10": "4", "nbands20": "6", "nbands60": "3", "tiletable": f"tiles{pix * 10}"}
     with atomic_file(root / "dataset.ini") as tmp, open(tmp, "w") as f:
         config.write(f)
-    write_text(root / "classes.txt", "".join(f"{raw}|{name}\n" for raw, name in CLASSES))
+    write_text(root / "classes.txt", ORIGINAL_CLASSES.text())
     per_side = TILE // pix
     rows = []
     partitions: dict[str, list[int]] = {"eval": [], **{f"fold{k}": [] for k in range(FOLDS)}}
