@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from modelzoo.seqencmodel import MIXED_PRECISION
+from modelzoo.params import MIXED_PRECISION
 from utils.bands import LEVELS
 from utils.cli import ArgumentParser, UserError, run
 from utils.mapfiles import CLASSES_PNG

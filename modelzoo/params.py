@@ -22,6 +22,7 @@ from utils.fsio import atomic_file
 
 PARAMS_FILENAME = "params.ini"
 SECTION = "flags"
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")  # dtype policies of a network (runtime, not saved)
 
 
 def _parse_int(value: object) -> int:

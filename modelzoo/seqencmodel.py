@@ -17,13 +17,14 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: python modelzoo/seqencmodel.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    import modelzoo  # noqa: F401 (imports TensorFlow without its start-up chatter)
+    import modelzoo  # noqa: F401 (TensorFlow then starts without its chatter)
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from modelzoo.cells import ConvGRUCell, ConvLSTMCell, reflect_conv, reverse_valid_steps, run_recurrence  # noqa: E402
 from modelzoo.params import (  # noqa: E402
+    MIXED_PRECISION,
     PARAMS_FILENAME,
     ModelParams,
     add_model_arguments,
@@ -36,7 +37,6 @@ from utils.fsio import atomic_file  # noqa: E402
 SUMMARY_FILENAME = "model.txt"
 FEATURE_KEYS = ("x10", "x20", "x60", "doy", "year")
 LEAKY_RELU_SLOPE = 0.2
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 def per_frame(function, x: tf.Tensor) -> tf.Tensor:

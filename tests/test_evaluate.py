@@ -324,8 +324,8 @@ ORIGINAL_README = r"""python evaluate.py tmp/convgru128 \
 
 def test_readme_invocation_parses_verbatim():
     args = evaluate_script.build_parser().parse_args(shlex.split(ORIGINAL_README.replace("\\\n", ""))[2:])
-    assert (args.modeldir, args.datadir, args.storedir, args.batchsize, args.dataset) == (
-        "tmp/convgru128", "data_IJGI18/datasets/demo/240", "tmp/eval/24", 1, "2017")
+    assert (args.modeldir, args.datadir, args.storedir, args.batchsize, args.section) == (
+        Path("tmp/convgru128"), "data_IJGI18/datasets/demo/240", Path("tmp/eval/24"), 1, "2017")
     assert args.writetiles and args.writeconfidences and not args.mosaic
     assert (args.partition, args.fold, args.prefetch, args.checkpoint) == ("eval", 0, 6, None)
     short = evaluate_script.build_parser().parse_args(["m", "-t", "-c", "-b", "3", "-d", "2017", "-v"])
@@ -347,6 +347,10 @@ def test_untrained_model_needs_allow_untrained_and_another_partition_can_be_chos
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_tiles"] == 2 and metrics["run"]["checkpoint"] is None
     assert metrics["run"]["section"] == "2017" and metrics["run"]["fold"] == 1
+    options = metrics["run"]["options"]  # every effective option of the run
+    assert (options["datadir"], options["storedir"], options["batchsize"], options["writetiles"]) == \
+        (str(root), str(out), 4, True)
+    assert (options["allow_untrained"], options["prefetch"], options["mosaic"]) == (True, 6, False)
     assert tifs(out / "prediction") == {f"{t}.tif" for t in test_ids}
     assert read_geotiff(out / "prediction" / f"{test_ids[0]}.tif")[1] is None
     assert len(np.load(out / "truepred.npy")) == metrics["num_pixels"]

@@ -22,7 +22,8 @@ from utils.cli import UserError
 from utils.dataset import read_tileids
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint
 from utils.rasters import read_geotiff
-from utils.training import Trainer, TrainingOptions, distributed_training_input
+from utils.training import Trainer, distributed_training_input
+from utils.trainoptions import TrainingOptions
 
 # largest |logit − float32 logit| relative to the largest |float32 logit| (measured ≈ 1e-3 and ≈ 7e-3)
 TOLERANCE = {"mixed_float16": 5e-3, "mixed_bfloat16": 3e-2}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -19,19 +21,14 @@ import tensorflow as tf
 import train
 from modelzoo.params import ModelParams, write_params_ini
 from modelzoo.seqencmodel import build_model
-from utils import training
+from utils import runlog, training
 from utils.cli import UserError, run
 from utils.dataset import Dataset
 from utils.modelfolder import LOCK_FILE, ModelFolder, TrainingState, read_checkpoint, write_checkpoint
-from utils.training import (
-    LOG_COLUMNS,
-    Trainer,
-    TrainingOptions,
-    format_duration,
-    pipeline_seed,
-    section_steps,
-    validation_input,
-)
+from utils.options import from_args
+from utils.runlog import LOG_COLUMNS, format_duration
+from utils.training import Trainer, pipeline_seed, section_steps, validation_input
+from utils.trainoptions import RUNS_FILE, TrainingOptions
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ModelParams(convrnn_filters=8)
@@ -82,7 +79,7 @@ def subprocess_env() -> dict[str, str]:
 def test_flags_have_the_original_names_and_defaults():
     args = train.build_parser().parse_args(["tmp/m"])
     assert (args.modeldir, args.datadir, args.gpu, args.train_on, args.batchsize, args.verbose) == \
-        ("tmp/m", None, None, ["2016"], 16, False)
+        ("tmp/m", None, None, ("2016",), 16, False)
     assert (args.shuffle, args.epochs, args.temporal_samples, args.save_frequency, args.summary_frequency) == \
         (True, 1, None, 64, 64)
     assert (args.fold, args.prefetch, args.max_models_to_keep, args.learning_rate, args.save_every_n_hours) == \
@@ -124,7 +121,8 @@ def test_a_bad_boolean_is_a_one_line_error(capsys):
     (["--strategy", "mirrored"], {}, {}),
 ])
 def test_gpu_selection(argv, environ, expected):
-    assert train.gpu_environment(["m", *argv], environ) == expected
+    options = from_args(TrainingOptions, train.build_parser().parse_args(["m", *argv]))
+    assert options.cuda_environment(environ) == expected
 
 
 def test_augment_transforms_the_training_tiles_but_not_the_recalibration_batches(synthetic_root):
@@ -183,8 +181,8 @@ def test_format_duration():
 
 
 def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(training, "PLAIN_PROGRESS_SECONDS", 0.0)
-    progress = training.Progress(total=100, initial=10, interactive=False)
+    monkeypatch.setattr(runlog, "PLAIN_PROGRESS_SECONDS", 0.0)
+    progress = runlog.Progress(total=100, initial=10, interactive=False)
     progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
     progress.message("  2016/test: cross entropy 1.0")
     progress.close()
@@ -193,7 +191,7 @@ def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch)
 
 
 def test_progress_bar_on_a_terminal(capsys):
-    progress = training.Progress(total=100, initial=10, interactive=True)
+    progress = runlog.Progress(total=100, initial=10, interactive=True)
     progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
     progress.message("  2016/test: cross entropy 1.0")
     progress.close()
@@ -257,6 +255,26 @@ def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, 
     train.main(train_args(folder, synthetic_root, "-e", "2"))
     assert "nothing to do: 2.00 of 2 epochs done at step 8" in capsys.readouterr().out
     assert ModelFolder(folder).checkpoint() == str(folder / "model.ckpt-8")
+
+    # every run recorded its effective options, where it started and the synthetic dataset it read
+    records = [json.loads(line) for line in (folder / RUNS_FILE).read_text().splitlines()]
+    assert [(r["start_step"], r["restored"], r["options"]["epochs"]) for r in records] == \
+        [(0, None, 1), (4, "model.ckpt-4", 2), (8, "model.ckpt-8", 2)]
+    first = records[0]["options"]
+    assert (first["datadir"], first["train_on"], first["batchsize"], first["temporal_samples"]) == \
+        (str(synthetic_root / "240"), ["2016", "2017"], 4, 8)
+    assert (first["save_frequency"], first["seed"], first["schedule"], first["strategy"]) == (1, None, "constant",
+                                                                                              "default")
+    assert records[0]["replicas"] == 1 and records[0]["data"]["pix10"] == 24
+    assert records[0]["versions"]["tensorflow"] == tf.__version__
+
+
+def test_flags_are_generated_from_the_training_options():
+    args = train.build_parser().parse_args(["m"])
+    fields = {spec.name: spec.default for spec in dataclasses.fields(TrainingOptions)}
+    assert {name: getattr(args, name) for name in fields} == fields
+    options = from_args(TrainingOptions, train.build_parser().parse_args(["m", "--epsilon", "1e-7", "-d", "2017"]))
+    assert (options.optimizer, options.train_on, options.validate_on) == ({"epsilon": 1e-7}, ("2017",), ("2017",))
 
 
 def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tmp_path, synthetic_root):
@@ -537,4 +555,4 @@ def test_a_class_count_that_differs_from_the_network_is_a_one_line_error(tmp_pat
 def test_a_training_log_that_is_not_utf8_is_a_one_line_error(tmp_path):
     (tmp_path / "training_log.csv").write_bytes(b"time,elapsed_s\n\x80\x81\n")
     with pytest.raises(UserError, match=r"training_log.csv: not UTF-8 text \(byte 0x80 at offset 15\)$"):
-        training.TrainingLog(tmp_path)
+        runlog.TrainingLog(tmp_path)

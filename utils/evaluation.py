@@ -39,14 +39,16 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from modelzoo.params import MIXED_PRECISION
 from modelzoo.seqencmodel import SequentialEncoder, per_pixel_xe
 from utils.classes import ClassList
 from utils.cli import UserError, warn
-from utils.dataset import Dataset, translate_errors
+from utils.dataset import PARTITIONS, Dataset, translate_errors
 from utils.fsio import atomic_file, staged_files
 from utils.georef import GeoRef, read_geotransforms
 from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
 from utils.modelfolder import ModelFolder
+from utils.options import as_record, option
 from utils.rasters import (
     mosaic,
     write_class_png,
@@ -72,23 +74,35 @@ WRITER_THREADS = 8  # the writes wait on the disk as much as on the CPU
 
 @dataclass(frozen=True)
 class Settings:
-    """What to evaluate and which files to write (the command-line flags of ``evaluate.py``)."""
+    """What to evaluate and which files to write: the flags of ``evaluate.py`` (the original's plus
+    ``--partition``, ``--fold``, ``--checkpoint``, ``--allow_untrained``, ``--mixed_precision`` and ``--mosaic``)."""
 
     modeldir: Path
-    datadir: Path
-    storedir: Path
-    section: str = "2016"
-    partition: str = "eval"
-    fold: int = 0
-    batchsize: int = 32
-    prefetch: int = 6
-    writetiles: bool = False
-    writeconfidences: bool = False
-    mosaic: bool = False
-    checkpoint: str | None = None
-    allow_untrained: bool = False
-    verbose: bool = False
-    mixed_precision: str = "none"
+    datadir: Path | None = option(None, "dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
+                                  "(default: $datadir, else the synthetic dataset under data/synthetic, generated on "
+                                  "first use)")
+    storedir: Path = option(Path("tmp"), "output folder", type=Path)
+    section: str = option("2016", "section of dataset.ini, e.g. 2016 or 2017", short=("-d",), flag="dataset",
+                          metavar="DATASET")
+    partition: str = option("eval", "tile ids to evaluate: tileids/eval.tileids, or train/test of --fold",
+                            choices=PARTITIONS)
+    fold: int = option(0, "fold of the train/test partitions", type=int)
+    batchsize: int = option(32, "tiles per batch", short=("-b",), type=int)
+    prefetch: int = option(6, "batches prepared ahead", type=int)
+    writetiles: bool = option(False, "write per-tile GeoTIFFs (prediction, ground_truth, mask, loss) and PNG maps "
+                              "(png/prediction, png/ground_truth, png/error, png/confidence, png/legend.png)",
+                              short=("-t",), switch=True)
+    writeconfidences: bool = option(False, "write per-tile GeoTIFFs of every class's softmax score "
+                                    "(confidences/<k>_<class>/)", short=("-c",), switch=True)
+    mosaic: bool = option(False, "merge every per-tile GeoTIFF product into one Cloud-Optimized GeoTIFF "
+                          "(prediction.tif, ..., confidences/<k>_<class>.tif); implies --writetiles", switch=True)
+    checkpoint: str | None = option(None, "checkpoint to restore, e.g. model.ckpt-13824 (default: the latest)")
+    allow_untrained: bool = option(False, "evaluate the randomly initialised network when the folder has no "
+                                   "checkpoint", switch=True)
+    verbose: bool = option(False, "print the timings of the evaluation", short=("-v",), switch=True)
+    mixed_precision: str = option("none", "convolutions in float16 or bfloat16 (GPUs; bfloat16 also speeds up CPUs "
+                                  "with AVX512-BF16); norm statistics, recurrent state and softmax stay float32",
+                                  choices=MIXED_PRECISION)
 
 
 @dataclass
@@ -394,7 +408,7 @@ def _write_reports(storedir: Path, settings: Settings, classes: ClassList, matri
     """The original's report files, ``metrics.json`` with the run's details, and the confusion-matrix plot."""
     run = {"modeldir": str(settings.modeldir), "checkpoint": checkpoint, "global_step": step,
            "datadir": str(settings.datadir), "section": settings.section, "partition": settings.partition,
-           "fold": settings.fold, "mixed_precision": settings.mixed_precision}
+           "fold": settings.fold, "mixed_precision": settings.mixed_precision, "options": as_record(settings)}
     metrics = write_reports(storedir, matrix.matrix, classes.ids, classes.names,
                             extra={"num_tiles": len(tileids), "run": run})
     write_confusion_png(storedir / CONFUSION_PNG, matrix.matrix, classes.names)

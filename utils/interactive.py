@@ -31,7 +31,8 @@ from utils.metrics import CLASSES_CSV, ConfusionMatrix
 from utils.modelfolder import ModelFolder
 from utils.rasters import class_colors, colorize, error_rgb, read_geotiff
 from utils.records import Tile, tile_file_name, write_tile
-from utils.training import Trainer, TrainingOptions
+from utils.training import Trainer
+from utils.trainoptions import TrainingOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DN_MAX = 10_000  # L1C digital numbers: reflectance x 10 000
@@ -108,7 +109,7 @@ def train_demo_model(folder: str | os.PathLike, datadir: str | os.PathLike, filt
     options = TrainingOptions(datadir=Path(datadir), train_on=tuple(sections), epochs=epochs,
                               batchsize=DEMO_BATCHSIZE, temporal_samples=DEMO_TEMPORAL_SAMPLES,
                               limit_batches=limit_batches, validation_batches=DEMO_VALIDATION_BATCHES, seed=seed,
-                              optimizer=DEMO_OPTIMIZER, schedule="cosine")
+                              schedule="cosine", **DEMO_OPTIMIZER)
     trainer = Trainer(ModelFolder(folder), options)
     print(trainer.describe())
     trainer.run()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from utils.classes import ORIGINAL_CLASSES, ClassList, read_classes_file
 from utils.cli import UserError, warn
+from utils.distribution import configure_devices, make_strategy
 from utils.fsio import atomic_file
 from utils.georef import GeoRef
 from utils.labels import LabelRaster
@@ -160,8 +161,6 @@ def _check_outdir(outdir: Path) -> None:
 
 def predict(settings: Settings) -> dict:
     """Map the area of ``settings.sources``; returns the summary (as in ``summary.json``)."""
-    from utils.training import configure_devices, make_strategy
-
     start = time.perf_counter()
     outdir = settings.outdir
     _check_outdir(outdir)
