@@ -221,7 +221,7 @@ class Trainer:
         check_workers_agree(self.strategy, self.state.global_step, folder.path)
         self._train_step = tf.function(self._distributed_step)
         self._eval_step = tf.function(self._evaluate_batch, reduce_retracing=True)
-        self._recalibrated_step: int | None = None
+        self.recalibrated_step: int | None = None
 
     @property
     def global_step(self) -> int:
@@ -278,6 +278,12 @@ class Trainer:
         over all replicas."""
         return self._train_step(iterator, tf.constant(float(stop))).numpy()
 
+    def recalibrate_batch_norm_once(self) -> None:
+        """:meth:`recalibrate_batch_norm` if asked to (``bn_recalibration_batches``) and not done at this step."""
+        if self.options.bn_recalibration_batches and self.recalibrated_step != self.global_step:
+            self.recalibrate_batch_norm()
+            self.recalibrated_step = self.global_step
+
     def recalibrate_batch_norm(self) -> None:
         """Precise batch norm (:func:`utils.batchnorm.recalibrate_batch_norm`) over ``bn_recalibration_batches``
         global training batches of each training section, every date of their tiles (as the network sees them in
@@ -306,83 +312,87 @@ class Trainer:
         The chief holds the model folder's lock meanwhile (another training of the folder is a one-line error),
         first removes the temporary files of a killed run and records the run's options (``training_runs.jsonl``)."""
         if not self.chief:
-            return self._train()
+            return TrainingRun(self).run()
         with self.folder.lock():
             remove_orphans(self.folder.path)
             append_run_record(self.folder.path, run_record(
                 self.options, start_step=self.global_step, restored=self.restored and Path(self.restored).name,
                 replicas=self.strategy.num_replicas_in_sync, strategy_class=type(self.strategy).__name__))
-            return self._train()
+            return TrainingRun(self).run()
 
-    def _train(self) -> int | None:
-        options = self.options
-        start_step = self.global_step
-        if self.samples_seen >= self.target_samples:
-            print(f"nothing to do: {self.epoch:.2f} of {options.epochs} epochs done at step {start_step} "
+
+class TrainingRun:
+    """One run of a :class:`Trainer` until its epochs are done or a signal stops it: the training inputs resumed
+    where the checkpoint left them, summaries, checkpoints, the log and the progress display."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        options = self.options = trainer.options
+        self.start_step = trainer.global_step
+        self.train_inputs = {
+            name: iter(distributed_training_input(trainer.strategy, trainer.sections[name], options,
+                                                  pipeline_seed(options.seed, index),
+                                                  skip_steps=section_steps(self.start_step, index,
+                                                                           len(options.train_on))))
+            for index, name in enumerate(options.train_on)}
+        self.validation = {name: validation_input(trainer.sections[name], options) for name in options.validate_on}
+        self.saved_step = self.start_step if trainer.restored else None
+        self.meter = RunMeter(options.train_on)
+
+    def run(self) -> int | None:
+        """Train; return the signal number if SIGINT/SIGTERM stopped the run early."""
+        trainer, options = self.trainer, self.options
+        if trainer.samples_seen >= trainer.target_samples:
+            print(f"nothing to do: {trainer.epoch:.2f} of {options.epochs} epochs done at step {self.start_step} "
                   f"(raise --epochs to train further)")
             return None
-        sections = len(options.train_on)
-        train_inputs = {
-            name: iter(distributed_training_input(self.strategy, self.sections[name], options,
-                                                  pipeline_seed(options.seed, index),
-                                                  skip_steps=section_steps(start_step, index, sections)))
-            for index, name in enumerate(options.train_on)}
-        validation = {name: validation_input(self.sections[name], options) for name in options.validate_on}
-        steps_left = math.ceil((self.target_samples - self.samples_seen) / options.batchsize)
-        log = TrainingLog(self.folder.path, enabled=self.chief, resume_step=start_step)
-        progress = Progress(start_step + steps_left, start_step, self.interactive)
-        meter = RunMeter(options.train_on)
-        saved_step = start_step if self.restored else None
+        steps_left = math.ceil((trainer.target_samples - trainer.samples_seen) / options.batchsize)
+        self.log = TrainingLog(trainer.folder.path, enabled=trainer.chief, resume_step=self.start_step)
+        self.progress = Progress(self.start_step + steps_left, self.start_step, trainer.interactive)
         stopped = None
         try:
             with StopSignals() as signals, translate_errors():
-                if start_step == 0:
-                    self._summarize(log, progress, validation, meter)
-                while stopped is None and self.samples_seen < self.target_samples:
-                    name = options.train_on[self.global_step % len(options.train_on)]
-                    values = self.train_step(train_inputs[name], signals.received is not None)
-                    meter.record(name, values)
-                    step = self.global_step
-                    progress.update(step, meter.status(self.epoch, options.epochs, options.batchsize),
-                                    meter.seconds_per_step())
+                if self.start_step == 0:
+                    self.summarize()
+                while stopped is None and trainer.samples_seen < trainer.target_samples:
+                    name = options.train_on[trainer.global_step % len(options.train_on)]
+                    values = trainer.train_step(self.train_inputs[name], signals.received is not None)
+                    self.meter.record(name, values)
+                    step = trainer.global_step
+                    self.progress.update(step, self.meter.status(trainer.epoch, options.epochs, options.batchsize),
+                                         self.meter.seconds_per_step())
                     if values[3] > 0:  # a signal reached this process or another worker: all stop here
                         stopped = signals.received or signal.SIGTERM
                         break
                     if step % options.summary_frequency == 0:
-                        self._summarize(log, progress, validation, meter)
+                        self.summarize()
                     if step % options.save_frequency == 0:
-                        self._report_save(progress, recalibrate=True)
-                        saved_step = step
-                if stopped is None and meter.pending():
-                    self._summarize(log, progress, validation, meter)
-                if saved_step != self.global_step:
-                    self._report_save(progress, recalibrate=stopped is None)  # a signal leaves no time for it
+                        self.save(recalibrate=True)
+                if stopped is None and self.meter.pending():
+                    self.summarize()
+                if self.saved_step != trainer.global_step:
+                    self.save(recalibrate=stopped is None)  # a signal leaves no time for it
         finally:
-            progress.close()
-            log.close()
+            self.progress.close()
+            self.log.close()
         if stopped is not None:
-            print(f"stopped by {signal.Signals(stopped).name} at step {self.global_step} (epoch {self.epoch:.2f}); "
-                  f"run the same command again to resume")
+            print(f"stopped by {signal.Signals(stopped).name} at step {trainer.global_step} (epoch "
+                  f"{trainer.epoch:.2f}); run the same command again to resume")
         return stopped
 
-    def _recalibrate_once(self) -> None:
-        """Recalibrate the batch norms if asked to and not done yet at this step."""
-        if self.options.bn_recalibration_batches and self._recalibrated_step != self.global_step:
-            self.recalibrate_batch_norm()
-            self._recalibrated_step = self.global_step
-
-    def _report_save(self, progress: Progress, recalibrate: bool) -> None:
+    def save(self, recalibrate: bool) -> None:
+        """A checkpoint of the current step, the batch norms recalibrated first if ``recalibrate``."""
         if recalibrate:
-            self._recalibrate_once()
-        prefix = self.save()
+            self.trainer.recalibrate_batch_norm_once()
+        prefix = self.trainer.save()
+        self.saved_step = self.trainer.global_step
         if prefix is not None:
-            progress.message(f"saved {Path(prefix).name}")
+            self.progress.message(f"saved {Path(prefix).name}")
 
-    def _summarize(self, log: TrainingLog, progress: Progress, validation: dict[str, tf.data.Dataset],
-                   meter: RunMeter) -> None:
+    def summarize(self) -> None:
         """Log the training steps since the last summary and the validation tiles of every section."""
-        self._recalibrate_once()
-        partition = self.options.validation_partition
-        validated = {name: self.validate(dataset) for name, dataset in validation.items()} if self.chief else {}
-        log.summary(progress, meter, validated, partition, self.global_step, self.samples_seen, self.epoch,
-                    self.options.epochs, self.learning_rate)
+        trainer = self.trainer
+        trainer.recalibrate_batch_norm_once()
+        validated = {name: trainer.validate(data) for name, data in self.validation.items()} if trainer.chief else {}
+        self.log.summary(self.progress, self.meter, validated, self.options.validation_partition, trainer.global_step,
+                         trainer.samples_seen, trainer.epoch, self.options.epochs, trainer.learning_rate)
