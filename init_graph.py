@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seed", type=int, default=None, help="random seed of the initialisation")
     args = parser.parse_args(argv)
     folder = ModelFolder(args.modelfolder)
-    existing = folder.latest_checkpoint()
+    existing = folder.checkpoint(required=False)
     if existing is not None and not args.force:
         raise UserError(f"{folder.path}: already has checkpoint {Path(existing).name} (use --force to write "
                         "model.ckpt-0 anyway)")

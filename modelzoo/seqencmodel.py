@@ -360,11 +360,6 @@ def masked_xe_mean(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(*masked_xe_sum(labels, logits))
 
 
-def masked_accuracy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    """Overall accuracy over the valid pixels of the batch; 0 when there are none."""
-    return tf.math.divide_no_nan(*masked_correct(labels, logits))
-
-
 def make_optimizer(params: ModelParams, mixed_precision: str | None = None) -> keras.optimizers.Optimizer:
     """Adam with the original's settings (default lr 0.01, ε 0.9). Keras' update uses the same "ε-hat" form as TF1:
     ``θ −= lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε)``.

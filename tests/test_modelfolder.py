@@ -224,7 +224,7 @@ def test_model_folder_errors_and_graph_meta_path(tmp_path):
     folder = make_folder(tmp_path / "m", convcell="lstm")
     assert ModelFolder(folder.path / "graph.meta").path == folder.path  # the original README's argument
     assert ModelFolder(folder.path / "params.ini").params.convcell == "lstm"
-    assert folder.checkpoint(required=False) is None and folder.latest_checkpoint() is None
+    assert folder.checkpoint(required=False) is None
     with pytest.raises(UserError, match=r"no checkpoint in the model folder \(run 'python init_graph.py"):
         folder.checkpoint()
     with pytest.raises(UserError, match=r"model.ckpt-5: no such checkpoint \(no model.ckpt-5.index\)"):

@@ -40,8 +40,9 @@ def assert_tiles_equal(actual: dict[str, np.ndarray], expected: Tile) -> None:
 
 
 def parse_in_graph(serialized: bytes, source: str = "tile.tfrecord") -> dict[str, np.ndarray]:
-    """records.parse_example inside tf.data, as the pipeline runs it."""
-    dataset = tf.data.Dataset.from_tensors(serialized).map(lambda s: records.parse_example(s, source))
+    """records.parse_features and decode_features inside tf.data, as the pipeline runs them."""
+    dataset = tf.data.Dataset.from_tensors(serialized).map(
+        lambda s: records.decode_features(records.parse_features(s), source))
     return next(dataset.as_numpy_iterator())
 
 
@@ -99,7 +100,7 @@ def test_encode_stores_int64_little_endian_and_shapes():
     assert sorted(features) == sorted([*records.DATA_KEYS.values(), *set(records.SHAPE_KEYS.values())])
 
 
-def test_parse_example_in_graph_equals_decode_tile():
+def test_parsing_in_graph_equals_decode_tile():
     tile = random_tile(np.random.default_rng(2), steps=5)
     serialized = encode_tile(tile)
     assert_tiles_equal(parse_in_graph(serialized), tile)
@@ -193,7 +194,7 @@ def test_decode_tile_errors():
     (set_values("labels/shape", [2**31, 2**31, 4]), "'labels/data' has 6912 bytes but shape [2147483648, 2147483648, "
                                                     "4] needs more than 2^62"),
 ])
-def test_parse_example_errors_name_the_source(edit, message):
+def test_graph_parsing_errors_name_the_source(edit, message):
     tile = random_tile(np.random.default_rng(6))
     assert graph_error(edited(tile, edit), "/data/it's 12.tfrecord.gz") == f"/data/it's 12.tfrecord.gz: {message}"
 

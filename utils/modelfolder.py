@@ -158,10 +158,6 @@ class ModelFolder:
         """The path prefix of the checkpoint of ``step``: ``<folder>/model.ckpt-<step>``."""
         return self.path / f"{CHECKPOINT_BASENAME}-{step}"
 
-    def latest_checkpoint(self) -> str | None:
-        """The newest complete checkpoint (see :func:`find_checkpoint`), or ``None``."""
-        return find_checkpoint(self.path, required=False)
-
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the folder for one training: an exclusive ``flock`` on ``.lock``, released when the block ends or the

@@ -192,15 +192,6 @@ def decode_features(features: dict[str, tf.Tensor], source: tf.Tensor | str = "<
     return out
 
 
-def parse_example(serialized: tf.Tensor, source: tf.Tensor | str = "<record>") -> dict[str, tf.Tensor]:
-    """Graph version of :func:`decode_tile` for tf.data: a dict of int64 tensors ``x10 … labels``.
-
-    Bad records raise ``InvalidArgumentError``; :func:`data_error_message` extracts the one-line message naming
-    ``source`` (pass the file name) and the feature.
-    """
-    return decode_features(parse_features(serialized), source)
-
-
 def tile_file_name(tileid: int) -> str:
     """The file name of a tile's record as this project writes it: ``<tileid>.tfrecord.gz``."""
     return f"{tileid}.tfrecord.gz"
