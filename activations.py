@@ -1,4 +1,4 @@
-"""Write the per-date activations of the recurrent cell for one tile as images and arrays (spec §6).
+"""Write the per-date activations of the recurrent cell for one tile as images and arrays (ORIGINAL.md §6).
 
     python activations.py data_IJGI18/models/convlstm256_48px/ data_IJGI18/datasets/demo/480/ tmp/activations \\
         --dataset 2016 --partition eval --tile 16494

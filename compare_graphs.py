@@ -1,4 +1,4 @@
-"""Compare the variables of two model folders' checkpoints by name and shape (spec §5, ``compare_graphs.py``).
+"""Compare the variables of two model folders' checkpoints by name and shape (ORIGINAL.md §5.2, ``compare_graphs.py``).
 
     python compare_graphs.py tmp/convgru128 tmp/convgru128_48px [--mode all|valid]
 

@@ -1,5 +1,5 @@
 """Convert a model folder of the original TF1 code (e.g. the released ``data_IJGI18/models/convgru256``) into a clean
-model folder of this project (spec §13 item 13).
+model folder of this project (ORIGINAL.md §13 item 13).
 
     python convert_tf1_model.py data_IJGI18/models/convlstm256_48px models/convlstm256_48px [--no-optimizer]
 

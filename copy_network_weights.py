@@ -1,4 +1,4 @@
-"""Copy variables from one model folder's checkpoint into a new checkpoint of another (spec §5).
+"""Copy variables from one model folder's checkpoint into a new checkpoint of another (ORIGINAL.md §5.3).
 
     python copy_network_weights.py tmp/convgru128 tmp/convgru128_48px
 

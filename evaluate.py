@@ -25,7 +25,7 @@ from utils.options import add_options, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The original's flags (spec §4) and this project's, generated from :class:`utils.evaluation.Settings`."""
+    """The original's flags (ORIGINAL.md §4) and this project's, generated from :class:`utils.evaluation.Settings`."""
     parser = ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0],
                             formatter_class=DefaultsHelpFormatter)
     parser.add_argument("modeldir", type=Path,

@@ -1,4 +1,4 @@
-"""Write the initial checkpoint ``model.ckpt-0`` of a model folder (spec §5, ``init_graph.py``).
+"""Write the initial checkpoint ``model.ckpt-0`` of a model folder (ORIGINAL.md §5.1, ``init_graph.py``).
 
     python init_graph.py tmp/convgru128_48px            # or, as in the original README: .../graph.meta
 

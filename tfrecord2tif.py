@@ -1,4 +1,4 @@
-"""Convert MTLCC tiles (``<tileid>.tfrecord.gz``) into per-date GeoTIFFs (spec §7).
+"""Convert MTLCC tiles (``<tileid>.tfrecord.gz``) into per-date GeoTIFFs (ORIGINAL.md §7).
 
     python tfrecord2tif.py data_IJGI18/datasets/full/480/data16/5887.tfrecord.gz \\
         --geotransforms data_IJGI18/datasets/full/480/geotransforms.csv

@@ -1,4 +1,4 @@
-"""Train an MTLCC network in a model folder (spec §3), resuming from its latest checkpoint.
+"""Train an MTLCC network in a model folder (ORIGINAL.md §3), resuming from its latest checkpoint.
 
     python modelzoo/seqencmodel.py --modelfolder tmp/convgru128 --convrnn_filters 128 --convcell gru
     python train.py tmp/convgru128 --datadir data_IJGI18/datasets/full/240 --temporal_samples 30 --epochs 30 \\

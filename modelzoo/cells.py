@@ -1,4 +1,4 @@
-"""The recurrent cells of MTLCC (``tensorflow-convlstm-cell/cell.py``, spec §2.3) as Keras layers, channels-last.
+"""The recurrent cells of MTLCC (``tensorflow-convlstm-cell/cell.py``, ORIGINAL.md §2.3) as Keras layers, channels-last.
 
 Every spatial convolution REFLECT-pads H and W by ``k // 2`` and then convolves VALID, without bias when the cell
 is layer-normalised. Kernels keep the original layout (input channels first, then the state channels), so TF1

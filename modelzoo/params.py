@@ -1,4 +1,4 @@
-"""The hyper-parameters of the MTLCC network: the flags of the original ``seqencmodel.py`` (spec §2.1).
+"""The hyper-parameters of the MTLCC network: the flags of the original ``seqencmodel.py`` (ORIGINAL.md §2.1).
 
 :class:`ModelParams` holds every flag with the original's name, type and default (plus ``separate_weights``).
 Values may be given as text (command line, ``params.ini``) or as Python values; both are parsed and checked the

@@ -1,4 +1,4 @@
-"""The MTLCC network (spec §2): input preparation, the bidirectional ConvRNN encoder, the classification head,
+"""The MTLCC network (ORIGINAL.md §2): input preparation, the bidirectional ConvRNN encoder, the classification head,
 the masked loss and accuracy, the optimiser, and the command line that writes a model folder.
 
 Run as a script from the repository root::
@@ -100,7 +100,7 @@ def make_cell(params: ModelParams, input_channels: int, name: str, dtype=None) -
 
 
 class ConvRNNLayer(keras.layers.Layer):
-    """One original ``convrnn_layer`` (spec §2.4): optional compression, then a cell run forward and backward.
+    """One original ``convrnn_layer`` (ORIGINAL.md §2.4): optional compression, then a cell run forward and backward.
 
     Works time-major: ``x`` is (T, B, H, W, C). The backward direction reads each sample's valid prefix reversed
     (``tf.reverse_sequence`` semantics) and its outputs are reversed back. One cell serves both directions unless
@@ -229,7 +229,7 @@ class SequentialEncoder(keras.Model):
         return cls(**config)
 
     def prepare_inputs(self, batch: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        """The network input ``x`` (B, T, H, W, 15) and the sequence lengths (B,) of a batch (spec §1.13–1.14).
+        """The network input ``x`` (B, T, H, W, 15) and the sequence lengths (B,) of a batch (ORIGINAL.md §1.13–1.14).
 
         x20 and x60 are resized to the x10 grid with legacy bilinear sampling; doy and year become constant
         planes; the channel order is x10, x20, x60, doy, year. The sequence length is the number of steps with
@@ -296,7 +296,7 @@ class SequentialEncoder(keras.Model):
                 for direction, values in gates.items()}
 
     def named_variables(self) -> dict[str, keras.Variable]:
-        """Every weight by its ORIGINAL TF1 variable name (spec §2.12), e.g.
+        """Every weight by its ORIGINAL TF1 variable name (ORIGINAL.md §2.12), e.g.
         ``convrnn1/bidirectional_rnn/fw/conv_gru_cell/gates/kernel`` or ``class/bn/moving_mean``."""
         names = {}
         for index, layer in enumerate(self.rnn_layers, start=1):

@@ -1,6 +1,6 @@
-"""A float64 numpy reference of the MTLCC network, written from the spec (§1.12–1.14, §2.3–2.5), for the tests.
+"""A float64 numpy reference of the MTLCC network, written from docs/ORIGINAL.md (§1.12–1.14, §2.3–2.5), for the tests.
 
-Weights are read by their TF1 names (spec §2.12), as a TF1 checkpoint would hold them. Everything is computed the
+Weights are read by their TF1 names (ORIGINAL.md §2.12), as a TF1 checkpoint would hold them. Everything is computed the
 plain way: the convolution on the concatenation ``[x, h]``, one layer norm per gate, a Python loop over time.
 """
 
@@ -122,7 +122,7 @@ def resize_legacy_bilinear(images: np.ndarray, height: int, width: int) -> np.nd
 
 
 def network_input(batch):
-    """x (B, T, H, W, 15) and sequence lengths from a batch dict (spec §1.13–1.14, length = count of doy > 0)."""
+    """x (B, T, H, W, 15) and sequence lengths from a batch dict (ORIGINAL.md §1.13–1.14, length = count of doy > 0)."""
     x10 = np.asarray(batch["x10"], np.float64)
     b, t, h, w = x10.shape[:4]
     x20 = resize_legacy_bilinear(np.asarray(batch["x20"], np.float64), h, w)

@@ -1,4 +1,4 @@
-"""The recurrent cells against the float64 numpy reference written from the spec (tests/reference.py)."""
+"""The recurrent cells against the float64 numpy reference written from docs/ORIGINAL.md (tests/reference.py)."""
 
 import numpy as np
 import pytest

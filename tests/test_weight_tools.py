@@ -1,4 +1,4 @@
-"""The weight tools: init_graph.py, compare_graphs.py and copy_network_weights.py (spec §5), incl. the original
+"""The weight tools: init_graph.py, compare_graphs.py and copy_network_weights.py (ORIGINAL.md §5), incl. the original
 README's 24 px → 48 px sequence."""
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Per-date activations of the recurrent cell for one tile (spec §6), computed by the model's own cell code
+"""Per-date activations of the recurrent cell for one tile (ORIGINAL.md §6), computed by the model's own cell code
 (:meth:`modelzoo.seqencmodel.SequentialEncoder.trace`), and their output as PNGs, GIFs and ``.npy`` arrays.
 
 Output folder ``<outdir>/sample0/`` (the original's names for the forward direction, ``backward/`` beside it)::

@@ -1,5 +1,5 @@
 """Sentinel-2 MSI bands: their names, product levels and the three resolution groups of the
-records (``x10``, ``x20``, ``x60``, spec §1.7)."""
+records (``x10``, ``x20``, ``x60``, ORIGINAL.md §1.7)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "
 # Level-2A products have no B10 (the cirrus band is used by the atmospheric correction only).
 L2A_MISSING = ("B10",)
 LEVELS = ("L1C", "L2A")
-# Band order inside the records (spec §1.7, the third-party loader's order).
+# Band order inside the records (ORIGINAL.md §1.7, the third-party loader's order).
 X10_BANDS = ("B04", "B03", "B02", "B08")
 X20_BANDS = ("B05", "B06", "B07", "B8A", "B11", "B12")
 X60_BANDS = ("B01", "B09", "B10")

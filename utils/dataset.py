@@ -1,4 +1,4 @@
-"""A dataset root in the original layout (spec §1.2): ``dataset.ini``, ``classes.txt``, ``tileids/`` and the
+"""A dataset root in the original layout (ORIGINAL.md §1.2): ``dataset.ini``, ``classes.txt``, ``tileids/`` and the
 per-tile TFRecord files, read into the tf.data pipeline of docs/DESIGN.md.
 
 ``python -m utils.dataset ROOT [--fold K]`` reads every partition of every section and prints a summary.
@@ -343,7 +343,7 @@ def _fold_in(key: tf.Tensor, data: tf.Tensor) -> tf.Tensor:
 
 
 def _temporal_sample(arrays: dict[str, tf.Tensor], samples: int, key: tf.Tensor) -> dict[str, tf.Tensor]:
-    """Keep a sorted random subset of ``samples`` time steps (spec §1.9); labels keep all steps."""
+    """Keep a sorted random subset of ``samples`` time steps (ORIGINAL.md §1.9); labels keep all steps."""
     nobs = arrays["doy"].shape[0]
     steps = tf.random.experimental.stateless_shuffle(tf.range(nobs), seed=key, alg=_RNG)[:samples]
     steps = tf.sort(steps)

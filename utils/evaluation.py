@@ -1,5 +1,6 @@
-"""Evaluation of a model folder on one partition of a dataset root (spec §4): the original's per-tile GeoTIFFs and
-report files, plus PNG maps, ``metrics.json``, a confusion-matrix plot and mosaics.
+"""Evaluation of a model folder on one partition of a dataset root (ORIGINAL.md §4): the original's per-tile GeoTIFFs
+and report files, plus PNG maps, ``metrics.json``, a confusion-matrix plot and mosaics.
+
 
 The pipeline streams: one graph-compiled forward pass per batch (batch norm in inference mode, every date, no
 sampling); the confusion matrix and ``truepred.npy`` grow on the host in fixed memory (``truepred.npy`` is appended

@@ -1,4 +1,4 @@
-"""Georeference of tiles: ``geotransforms.csv`` (spec §1.5) and the :class:`GeoRef` every raster writer takes."""
+"""Georeference of tiles: ``geotransforms.csv`` (ORIGINAL.md §1.5) and the :class:`GeoRef` every raster writer takes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-date GeoTIFF series of a tile (spec §7): the folder layout written by ``tfrecord2tif.py`` and read back
+"""Per-date GeoTIFF series of a tile (ORIGINAL.md §7): the folder layout written by ``tfrecord2tif.py`` and read back
 exactly by ``tif2tfrecord.py``::
 
     <tileid>/10m/YYYYMMDD.tif   4 bands B04 B03 B02 B08      (uint16 DN, 10 m grid)

@@ -1,4 +1,4 @@
-"""Pixel classification metrics (numpy only) and the report files of the original ``evaluate.py`` (spec §4).
+"""Pixel classification metrics (numpy only) and the report files of the original ``evaluate.py`` (ORIGINAL.md §4).
 
 Classes follow ``classes.txt``: ``ids[k]``/``names[k]`` is class index k, index 0 is ``unknown`` (raw id 0).
 A confusion matrix is K×K over the class indices 1..K (row = true, column = predicted), ordered as in

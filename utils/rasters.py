@@ -31,7 +31,7 @@ from utils.cli import UserError
 from utils.fsio import atomic_file
 from utils.georef import GeoRef
 
-# The colour list of the 2018_IJGI notebook ("tum", spec §8): class index k gets colour k, index 0 is white.
+# The colour list of the 2018_IJGI notebook ("tum", ORIGINAL.md §8.3): class index k gets colour k, index 0 is white.
 TUM_COLORS = np.array(
     [[0, 101, 189], [0, 0, 0], [79, 76, 76], [0, 82, 147], [152, 198, 234], [100, 160, 200], [218, 215, 203],
      [162, 173, 0], [227, 114, 34], [105, 8, 90], [15, 27, 95], [0, 119, 138], [0, 124, 48], [103, 154, 29],

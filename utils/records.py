@@ -1,6 +1,6 @@
 """The MTLCC TFRecord schema: one ``tf.train.Example`` per tile, every array int64 raw bytes plus its shape.
 
-Keys (spec §1.7): ``x10/data x10/shape x20/data x20/shape x60/data x60/shape dates/doy dates/year dates/shape
+Keys (ORIGINAL.md §1.7): ``x10/data x10/shape x20/data x20/shape x60/data x60/shape dates/doy dates/year dates/shape
 labels/data labels/shape``. Files are ``<tileid>.tfrecord.gz`` (GZIP) or ``<tileid>.tfrecord`` (uncompressed).
 """
 

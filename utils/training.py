@@ -1,4 +1,4 @@
-"""Training of an MTLCC network: the original procedure (spec §3) on tf.data and tf.distribute.
+"""Training of an MTLCC network: the original procedure (ORIGINAL.md §3) on tf.data and tf.distribute.
 
 One step per section ("year") of ``train_on`` in turn; ``global_step`` and ``samples_seen`` count steps and tiles;
 an epoch is every training tile of the training sections once. Checkpoints (network, Adam slots, counters) are

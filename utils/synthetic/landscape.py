@@ -4,11 +4,11 @@ Layout: the tiled area is ``blocks = (ny, nx)`` spatial blocks of 4 x 4 tiles of
 A jittered Voronoi tessellation (cells of about 50 ha, cut at block edges) gives the road network (one pixel
 along cell boundaries); inside each cell, agricultural parcels are strips of 50-140 m x 180-550 m in one
 orientation per cell (about 1-8 ha, as after land consolidation in Bavaria). Forest (irregular patches of a
-smooth random field, about 14 % of the area, coniferous and deciduous stands), villages (roofs, streets, gardens)
-and ponds cover the rest. Crop classes are drawn per block by pixel quota following the class support of the
-paper's evaluation set (§10.1), with every class present at least once per block; meadow, hop and asparagus are
-permanent, the other crops rotate from year to year (never the same crop twice on a parcel). A few parcels carry
-raw id 6, which is not in ``classes.txt``. Labels: raw crop id; 0 on field borders (one pixel), roads, forest,
+smooth random field, about 14 % of the area, coniferous and deciduous stands), villages (roofs, streets, gardens) and
+ponds cover the rest. Crop classes are drawn per block by pixel quota following the class support of the paper's
+evaluation set (ORIGINAL.md §10.1), with every class present at least once per block; meadow, hop and asparagus are
+permanent, the other crops rotate from year to year (never the same crop twice on a parcel). A few parcels carry raw
+id 6, which is not in ``classes.txt``. Labels: raw crop id; 0 on field borders (one pixel), roads, forest,
 settlements, water and field margins.
 
 Split: ``eval`` = a fifth of the blocks (at least one), held out spatially; the remaining 48 px tiles are dealt

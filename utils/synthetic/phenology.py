@@ -31,7 +31,7 @@ class Crop:
     """One crop class: raw label id, target share and its calendar (days of year)."""
 
     raw: int
-    support: float  # pixels of the class in the paper's evaluation set (spec §10.1): the target share
+    support: float  # pixels of the class in the paper's evaluation set (ORIGINAL.md §10.1): the target share
     g0: float  # green cover in winter (winter crops)
     up: float  # green-up (logistic centre) and its width
     rup: float

@@ -40,7 +40,7 @@ def check_arguments(seed: int, years: tuple[int, ...], nobs: int) -> None:
 def generate(outdir: str | os.PathLike, *, seed: int = 0, blocks: tuple[int, int] = DEFAULT_BLOCKS,
              years: tuple[int, ...] = DEFAULT_YEARS, nobs: int = DEFAULT_NOBS,
              compression_level: int = COMPRESSION_LEVEL) -> None:
-    """Simulate a landscape and write the dataset roots ``outdir/240`` and ``outdir/480`` (spec §1.2).
+    """Simulate a landscape and write the dataset roots ``outdir/240`` and ``outdir/480`` (ORIGINAL.md §1.2).
 
     ``blocks = (ny, nx)``: size in spatial blocks of 1.92 km (64 tiles of 24 px each); ``years``: one
     ``dataset.ini`` section and ``data<yy>`` folder per year; ``nobs``: the padded series length. The same
