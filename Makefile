@@ -7,7 +7,7 @@ DATA := data/synthetic
 SCENE := data/scene480
 RUN := tmp/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-fast lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The edit-test loop: everything but the tests marked slow (processes, notebooks, learning); under 2 minutes.
+test-fast: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

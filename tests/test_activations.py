@@ -75,6 +75,7 @@ def written(models, tile, synthetic_root, tmp_path_factory) -> dict[str, object]
     return folders
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_gates_equal_the_reference_and_the_final_state(cell, models, tile, written, synthetic_root):
     tileid, length = tile

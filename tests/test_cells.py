@@ -14,16 +14,11 @@ from modelzoo.cells import (
     run_recurrence,
 )
 from tests import reference
+from tests.builders import assert_close
 
 RTOL = 1e-5
 
 
-def assert_close(actual, expected, rtol=RTOL):
-    """Agreement relative to the largest reference magnitude."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape
-    scale = max(np.abs(expected).max(), 1e-12)
-    assert np.abs(actual - expected).max() <= rtol * scale, np.abs(actual - expected).max() / scale
 
 
 def randomize(cell, seed):

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_records import drop, edited, random_tile, set_values
 
+from tests.builders import drop, edited, random_tile, set_values
 from utils import dataset as ds
 from utils.classes import ClassList, read_classes
 from utils.cli import UserError, run
-from utils.dataset import Dataset, SectionConfig, iterate, read_dataset_ini, read_tileids
+from utils.dataset import Dataset, SectionConfig, iterate, read_dataset_ini, read_tileids, resolve_datadir
 from utils.georef import read_geotransforms
 from utils.records import Tile, write_tile
 
@@ -120,34 +120,6 @@ def test_dataset_ini_missing_file_and_section(tmp_path, root):
 
 
 # --- classes.txt -------------------------------------------------------------------------------------------------
-
-def test_read_classes(root):
-    classes = ds.read_classes(root)
-    assert classes.ids == (0, 1, 5, 26)
-    assert classes.names == ("unknown", "sugar beet", "rape", "maize")
-    assert classes.num_classes == 3
-    assert classes.folder_names == ["1_sugar_beet", "2_rape", "3_maize"]
-    hostile = ClassList((0, 1, 2), ("unknown", "x/../../../../escape", "oat\\summer: früh"))
-    assert hostile.folder_names == ["1_x_.._.._.._.._escape", "2_oat_summer__früh"]
-    np.testing.assert_array_equal(classes.to_index([[0, 1, 5], [26, 7, -3]]), [[0, 1, 2], [3, 0, 0]])
-    assert classes.to_index([5]).dtype == np.int32
-    np.testing.assert_array_equal(classes.to_raw([[3, 0], [2, 1]]), [[26, 0], [5, 1]])
-    with pytest.raises(ValueError, match="outside 0..3"):
-        classes.to_raw([4])
-
-
-@pytest.mark.parametrize(("text", "message"), [
-    ("0|unknown\nbeet|sugar beet\n", ":2: class id 'beet' is not an integer"),
-    ("0|unknown\n1|a\n\n1|b\n", ":4: class id 1 is listed twice"),
-    ("0|unknown\n1|a|b\n", ":2: expected 'id|name', got '1|a|b'"),
-    ("1|sugar beet\n0|unknown\n", ": the first class must be raw id 0 (unknown), got 1"),
-    ("unknown\n", ": no 'id|name' lines"),
-])
-def test_classes_errors(tmp_path, text, message):
-    (tmp_path / "classes.txt").write_text(text)
-    with pytest.raises(UserError) as info:
-        ds.read_classes(tmp_path)
-    assert str(info.value) == f"{tmp_path / 'classes.txt'}{message}"
 
 
 # --- tileids -----------------------------------------------------------------------------------------------------
@@ -439,3 +411,15 @@ def test_cli_bad_root_exits_2_with_one_line(tmp_path, capsys):
         run(ds.main, [str(tmp_path / "nowhere")])
     assert info.value.code == 2
     assert capsys.readouterr().err.endswith(f"error: {tmp_path / 'nowhere'}: dataset root does not exist\n")
+
+
+def test_resolve_datadir(tmp_path, monkeypatch):
+    monkeypatch.delenv("datadir", raising=False)
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_datadir(tmp_path / "missing")
+    with pytest.raises(UserError, match="no dataset.ini"):
+        resolve_datadir(tmp_path)
+    (tmp_path / "dataset.ini").write_text("[2016]\n")
+    assert resolve_datadir(tmp_path) == tmp_path
+    monkeypatch.setenv("datadir", str(tmp_path))
+    assert resolve_datadir(None) == tmp_path

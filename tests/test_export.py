@@ -19,8 +19,7 @@ import tensorflow as tf
 
 import export_model
 from modelzoo.params import ModelParams, write_params_ini
-from tests.test_model import randomize
-from tests.test_tf1_checkpoints import write_tf1_model
+from tests.builders import randomize, write_tf1_model
 from utils.classes import ORIGINAL_CLASSES
 from utils.cli import run
 from utils.dataset import Dataset, iterate

@@ -15,9 +15,7 @@ import train
 from modelzoo.cells import ConvLSTMCell, LayerNorm, norm_weights, normalize_groups
 from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import build_model, make_optimizer, masked_xe_mean
-from tests.test_evaluate import call, make_root, model_folder
-from tests.test_model import SMALL, make_batch, randomize
-from tests.test_train import make_model_folder
+from tests.builders import SMALL, call, make_batch, make_model_folder, make_root, randomize
 from utils.cli import UserError
 from utils.dataset import read_tileids
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint
@@ -42,6 +40,7 @@ def twin(params, policy, seed=0):
     return reference, mixed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", list(TOLERANCE))
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_logits_within_tolerance_of_float32(policy, config):
@@ -80,6 +79,7 @@ def test_variables_state_and_norms_stay_float32():
     assert projection.dtype == tf.bfloat16 and {s.dtype for s in state} == {tf.float32}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy,optimizer", [("mixed_float16", "LossScaleOptimizer"), ("mixed_bfloat16", "Adam"),
                                               ("none", "Adam")])
 def test_training_step_with_loss_scaling(policy, optimizer):
@@ -129,11 +129,12 @@ def scores_of(out: Path, tileid: int) -> np.ndarray:
     return np.stack([read_geotiff(folder / f"{tileid}.tif")[0] for folder in folders], -1)
 
 
+@pytest.mark.slow
 def test_evaluate_with_mixed_float16_agrees_with_float32(synthetic_root, tmp_path):
     source = synthetic_root / "240"
     tileids = read_tileids(source, "eval")[:4]
     root = make_root(source, tmp_path / "240", tileids, [])
-    modeldir = model_folder(tmp_path / "model", checkpoint=False)
+    modeldir = make_model_folder(tmp_path / "model", convrnn_filters=4)
     folder = ModelFolder(modeldir)
     model = folder.build_model()
     randomize(model, seed=2)  # larger weights than the initialisation: confident predictions
@@ -160,7 +161,7 @@ def test_evaluate_with_mixed_float16_agrees_with_float32(synthetic_root, tmp_pat
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     """A model folder (ConvGRU F=8) with a seeded initial checkpoint model.ckpt-0."""
-    folder = ModelFolder(make_model_folder(tmp_path_factory.mktemp("template") / "m"))
+    folder = ModelFolder(make_model_folder(tmp_path_factory.mktemp("template") / "m", convrnn_filters=8))
     folder.initial_state(seed=5).save(folder)
     return folder.path
 
@@ -180,6 +181,7 @@ def float32_step(template, synthetic_root) -> dict[str, np.ndarray]:
 
 
 # bound on |weight or Adam slot − the float32 run's| after one step (recompute differs by float32 rounding only)
+@pytest.mark.slow
 @pytest.mark.parametrize(("runtime", "atol"), [({"mixed_precision": "mixed_float16"}, 2e-3),
                                                ({"recompute": True}, 1e-6)])
 def test_train_options_keep_the_checkpoint_format_and_the_step(runtime, atol, template, float32_step, synthetic_root):

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from modelzoo.params import ModelParams, write_params_ini
+from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import SequentialEncoder, build_model, make_optimizer
-from tests.test_model import make_batch, randomize
+from tests.builders import make_batch, make_model_folder, randomize
 from utils import modelfolder
 from utils.cli import UserError
 from utils.modelfolder import (
@@ -33,9 +33,7 @@ SMALL = dict(convrnn_filters=4, num_classes=5)
 
 
 def make_folder(path: Path, **options) -> ModelFolder:
-    path.mkdir(parents=True, exist_ok=True)
-    write_params_ini(path / "params.ini", ModelParams(modelfolder=str(path), **SMALL, **options))
-    return ModelFolder(path)
+    return ModelFolder(make_model_folder(path, **SMALL, **options))
 
 
 def adam_step(state: TrainingState, seed: int) -> None:
@@ -296,6 +294,7 @@ def test_a_kill_during_rotation_leaves_a_usable_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in folder.path.glob("*.index")) == ["model.ckpt-2.index", "model.ckpt-6.index"]
 
 
+@pytest.mark.slow
 def test_a_model_folder_is_held_by_one_training_until_its_process_ends(tmp_path):
     folder = make_folder(tmp_path / "m")
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -357,7 +356,7 @@ MIRRORED = textwrap.dedent("""
     import numpy as np
     from modelzoo.params import ModelParams, write_params_ini
     from modelzoo.seqencmodel import make_optimizer
-    from tests.test_model import make_batch
+    from tests.builders import make_batch
     from utils.modelfolder import ModelFolder, TrainingState
 
     path = sys.argv[1]
@@ -398,6 +397,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_save_and_restore_under_mirrored_strategy(tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], cwd=REPO, capture_output=True,
                             text=True, timeout=300)

@@ -114,6 +114,7 @@ def simple_train(synthetic_root, tmp_path_factory):
     return report, kinds, workdir
 
 
+@pytest.mark.slow
 def test_simple_train(simple_train, synthetic_root):
     report, kinds, workdir = simple_train
     # part 1: random tiles of the template's shape, parsed by the pipeline
@@ -143,6 +144,7 @@ def test_simple_train(simple_train, synthetic_root):
     assert views(kinds) == 4  # dates, labels, NDVI, training curves
 
 
+@pytest.mark.slow
 def test_network_visualization(synthetic_root, tmp_path):
     root = synthetic_root / "480"
     report, kinds = execute("NetworkVisualization", tmp_path, {
@@ -167,6 +169,7 @@ def test_network_visualization(synthetic_root, tmp_path):
     assert views(kinds) == 5  # dates, results, gate activity, one gate view, final states
 
 
+@pytest.mark.slow
 def test_evaluation(simple_train, synthetic_root, tmp_path):
     _, _, trained = simple_train
     report, kinds = execute("Evaluation", tmp_path, {

@@ -160,6 +160,7 @@ def test_blended_scores_equal_numpy_blending_of_the_windows(model, network, crop
     np.testing.assert_allclose(confidence[0], expected.max(-1), atol=2e-5)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_and_merged_parts_equal_the_whole_map(model, slovenia_sources, tmp_path, capsys,
                                                            monkeypatch):
     monkeypatch.setattr(mapping, "ACC_BYTES", 72 * 124 * 18 * 4)  # bands of one window row (72 rows of 124 px)
@@ -242,6 +243,7 @@ def test_bad_input(model, slovenia_sources, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpu_devices_equals_one_device(model, crop, tmp_path):
     """--strategy mirrored splits every batch over two logical CPUs (a fresh process: devices are set before
     TensorFlow starts); the scores equal those of one device."""
@@ -258,6 +260,7 @@ def test_mirrored_on_two_cpu_devices_equals_one_device(model, crop, tmp_path):
     assert summary["model"]["strategy"] == "mirrored"
 
 
+@pytest.mark.slow
 def test_a_dataset_root_of_records_is_mapped_tile_by_tile_as_the_records_say(model, network, synthetic_root,
                                                                             tmp_path, capsys):
     root = synthetic_root / "480"

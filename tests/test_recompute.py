@@ -10,8 +10,7 @@ import tensorflow as tf
 from modelzoo.cells import ConvGRUCell, run_recurrence
 from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import build_model, masked_xe_mean, per_frame
-from tests.test_cells import assert_close
-from tests.test_model import SMALL, make_batch, randomize
+from tests.builders import SMALL, assert_close, make_batch, randomize
 
 CONFIGS = {"gru": {}, "lstm-peephole": {"convcell": "lstm", "peephole": True, "pix10m": 12},
            "gru-plain-2layers-separate": {"convrnn_normalize": False, "convrnn_layers": 2, "separate_weights": True}}
@@ -27,6 +26,7 @@ def loss_and_gradients(model, batch):
     return compute(batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_same_logits_and_gradients(config):
     params = ModelParams(**SMALL, **CONFIGS[config])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.builders import drop, edited, random_tile, set_values
 from utils import records
 from utils.cli import UserError
 from utils.records import Tile, decode_tile, encode_tile, read_tile, write_tile
@@ -17,20 +18,6 @@ from utils.records import Tile, decode_tile, encode_tile, read_tile, write_tile
 RAW_IDS = (0, 1, 5, 26, 7)  # 7 is not in the test classes.txt
 
 
-def random_tile(rng: np.random.Generator, nobs: int = 6, pix: int = 12, steps: int | None = None,
-                year: int = 2016) -> Tile:
-    """A tile with random DN values and labels; steps after ``steps`` are zero padding as in the original."""
-    steps = nobs if steps is None else steps
-
-    def bands(size: int, count: int) -> np.ndarray:
-        values = np.zeros((nobs, size, size, count), np.int64)
-        values[:steps] = rng.integers(1, 10000, (steps, size, size, count))
-        return values
-
-    doy = np.zeros(nobs, np.int64)
-    doy[:steps] = np.sort(rng.choice(np.arange(1, 366), steps, replace=False))
-    labels = np.repeat(rng.choice(RAW_IDS, (1, pix, pix)), nobs, axis=0).astype(np.int64)
-    return Tile(bands(pix, 4), bands(pix // 2, 6), bands(pix // 6, 3), doy, np.where(doy > 0, year, 0), labels)
 
 
 def assert_tiles_equal(actual: dict[str, np.ndarray], expected: Tile) -> None:
@@ -52,25 +39,10 @@ def graph_error(serialized: bytes, source: str = "tile.tfrecord") -> str | None:
     return records.data_error_message(info.value)
 
 
-def drop(key: str):
-    def edit(features):
-        del features[key]
-    return edit
 
 
-def set_values(key: str, values: list):
-    def edit(features):
-        field = features[key].int64_list if isinstance(values[0], int) else features[key].bytes_list
-        del field.value[:]
-        field.value.extend(values)
-    return edit
 
 
-def edited(tile: Tile, edit) -> bytes:
-    """The serialised tile after ``edit(features)`` changed its protobuf features."""
-    example = tf.train.Example.FromString(encode_tile(tile))
-    edit(example.features.feature)
-    return example.SerializeToString()
 
 
 @pytest.mark.parametrize("suffix", [".tfrecord.gz", ".tfrecord"])

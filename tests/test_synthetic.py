@@ -366,6 +366,7 @@ def load_pixels(records, root: Path, partition: str) -> tuple[np.ndarray, np.nda
     return np.concatenate(features), np.concatenate(labels)
 
 
+@pytest.mark.slow
 def test_a_simple_pixel_classifier_learns_but_is_far_from_perfect(dataset, records):
     """Gaussian naive Bayes on monthly cloud-screened medians: train_fold0 -> eval (both years)."""
     root = dataset / "240"

@@ -5,7 +5,6 @@ the float64 reference; Adam continues exactly as TF1 would; ``convert_tf1_model.
 
 import configparser
 import dataclasses
-import re
 
 import keras
 import numpy as np
@@ -18,85 +17,17 @@ import copy_network_weights
 from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import SequentialEncoder, make_optimizer
 from tests import reference
-from tests.test_model import make_batch
-from tests.test_seqencmodel_cli import ORIGINAL_PARAMS_INI
+from tests.builders import TF1_FILTERS, TF1_STEPS, make_batch, original_params_ini, write_tf1_model
 from utils.cli import UserError, run
 from utils.modelfolder import ModelFolder, TrainingState, checkpoint_shapes, read_checkpoint, write_checkpoint
 
-FILTERS = 8
-STEPS = 3  # Adam steps taken in TF1 before the checkpoint
 BN_EXTRAS = {"class/bn/class/bn/moving_mean/biased", "class/bn/class/bn/moving_mean/local_step"}
-v1 = tf.compat.v1
 
 
-def tf1_variables(cell: str, filters: int, classes: int = 17, channels: int = 15):
-    """``{name: (shape, trainable)}`` of the original graph, written from ``cell.py``, ``seqencmodel.py`` and
-    ``tf.contrib.layers.batch_norm(zero_debias_moving_mean=True)`` (not from this project's code)."""
-    scope = f"convrnn1/bidirectional_rnn/fw/conv_{cell}_cell"
-    depth = channels + filters
-    if cell == "gru":
-        kernels = {f"{scope}/gates/kernel": 2 * filters, f"{scope}/candidate/kernel": filters}
-        norms = ["gates/LayerNorm", "gates/LayerNorm_1", "candidate/LayerNorm"]
-    else:
-        kernels = {f"{scope}/kernel": 4 * filters}
-        norms = ["LayerNorm"] + [f"LayerNorm_{k}" for k in range(1, 5)]
-    names = {name: ((3, 3, depth, out), True) for name, out in kernels.items()}
-    names.update({f"{scope}/{norm}/{p}": ((filters,), True) for norm in norms for p in ("beta", "gamma")})
-    names["class/conv2d/kernel"] = ((3, 3, 2 * filters, classes), True)
-    names.update({f"class/bn/{p}": ((classes,), True) for p in ("beta", "gamma")})
-    names.update({f"class/bn/{p}": ((classes,), False) for p in ("moving_mean", "moving_variance")})
-    names["class/bn/class/bn/moving_mean/biased"] = ((classes,), False)
-    names["class/bn/class/bn/moving_mean/local_step"] = ((), False)
-    return names
 
 
-def original_params_ini(cell: str, pix10m: int, filters: int = FILTERS) -> str:
-    """A params.ini as the original wrote it (absl and TF flags mixed in) for this network."""
-    text = ORIGINAL_PARAMS_INI
-    for flag, value in (("convcell", cell), ("convrnn_filters", filters), ("pix10m", pix10m),
-                        ("modelfolder", f"/data/models/conv{cell}{filters}_{pix10m}px")):
-        text = re.sub(rf"^{flag} = .*$", f"{flag} = {value}", text, flags=re.MULTILINE)
-    return text
 
 
-def write_tf1_model(folder, cell: str, pix10m: int, seed: int = 0):
-    """Write ``params.ini`` and a TF1 checkpoint ``model.ckpt-3`` (3 Adam steps with constant gradients, absolute
-    paths in the state file, int32 counters, as the TF1 ``Saver`` wrote them).
-
-    Returns (the constant gradients, the trainable values after a 4th TF1 step) by name.
-    """
-    folder.mkdir(parents=True)
-    (folder / "params.ini").write_text(original_params_ini(cell, pix10m))
-    rng = np.random.default_rng(seed)
-    gradients, after = {}, {}
-    graph = v1.Graph()
-    with graph.as_default():
-        trainable, loss = [], 0.0
-        for name, (shape, is_trainable) in tf1_variables(cell, FILTERS).items():
-            if name.endswith(("gamma", "moving_variance")):
-                value = rng.uniform(0.5, 1.5, shape)
-            elif name.endswith("local_step"):
-                value = np.array(40.0)
-            else:
-                value = rng.normal(0.0, 0.3, shape)
-            variable = v1.get_variable(name, initializer=value.astype(np.float32), trainable=is_trainable)
-            if is_trainable:
-                gradients[name] = rng.normal(size=shape).astype(np.float32)
-                loss += tf.reduce_sum(variable * gradients[name])
-                trainable.append((name, variable))
-        global_step = v1.Variable(0, name="global_step", trainable=False)
-        samples_seen = v1.Variable(0, name="samples_seen", trainable=False)
-        with tf.control_dependencies([v1.assign_add(samples_seen, 4)]):
-            train_op = v1.train.AdamOptimizer(0.01, 0.9, 0.999, epsilon=0.9).minimize(loss, global_step=global_step)
-        saver = v1.train.Saver()
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            for _ in range(STEPS):
-                session.run(train_op)
-            saver.save(session, str(folder / "model.ckpt"), global_step=global_step)
-            session.run(train_op)
-            after = dict(zip([n for n, _ in trainable], session.run([v for _, v in trainable]), strict=True))
-    return gradients, after
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +36,7 @@ def tf1_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tf1")
     models = {}
     for index, (cell, pix10m) in enumerate([("gru", 24), ("lstm", 48), ("gru", 48), ("lstm", 24)]):
-        folder = root / f"conv{cell}{FILTERS}_{pix10m}px"
+        folder = root / f"conv{cell}{TF1_FILTERS}_{pix10m}px"
         models[cell, pix10m] = (folder, *write_tf1_model(folder, cell, pix10m, seed=index))
     return models
 
@@ -122,11 +53,11 @@ def test_tf1_checkpoint_gives_the_reference_scores_and_the_tf1_adam_step(tf1_mod
     folder = ModelFolder(folder_path)
     assert folder.params.convcell == cell and folder.params.pix10m == pix10m and not folder.params.separate_weights
     prefix = folder.checkpoint()  # the state file holds the absolute path of the writing machine
-    assert prefix == str(folder_path / f"model.ckpt-{STEPS}")
+    assert prefix == str(folder_path / f"model.ckpt-{TF1_STEPS}")
     state = TrainingState(folder.build_model(), make_optimizer(folder.params))
     assert state.restore(prefix) == BN_EXTRAS
-    assert (int(state.global_step.numpy()), int(state.samples_seen.numpy())) == (STEPS, 4 * STEPS)
-    assert int(state.optimizer.iterations.numpy()) == STEPS
+    assert (int(state.global_step.numpy()), int(state.samples_seen.numpy())) == (TF1_STEPS, 4 * TF1_STEPS)
+    assert int(state.optimizer.iterations.numpy()) == TF1_STEPS
 
     weights = {name: value.astype(np.float64) for name, value in read_checkpoint(prefix).items()}
     batch = make_batch(batch=2, steps=4, size=pix10m, lengths=(4, 2), seed=pix10m)
@@ -153,12 +84,12 @@ def test_convert_writes_a_clean_folder_and_reports_the_mapping(tf1_models, tmp_p
     assert "unused class/bn/class/bn/moving_mean/local_step []: zero-debias accumulator of TF1 batch norm " \
            "(its debiased value is the moving mean)" in out
     mapped = {line.split()[1] for line in out if line.startswith("mapped ")}
-    original = set(checkpoint_shapes(f"{source}/model.ckpt-{STEPS}"))
+    original = set(checkpoint_shapes(f"{source}/model.ckpt-{TF1_STEPS}"))
     assert mapped == original - BN_EXTRAS - {"beta1_power", "beta2_power"}
-    assert out[-1].startswith(f"wrote {tmp_path / 'converted'}: model.ckpt-{STEPS} from ")
+    assert out[-1].startswith(f"wrote {tmp_path / 'converted'}: model.ckpt-{TF1_STEPS} from ")
 
     converted = ModelFolder(tmp_path / "converted")
-    assert prefix == str(converted.path / f"model.ckpt-{STEPS}") == converted.checkpoint()
+    assert prefix == str(converted.path / f"model.ckpt-{TF1_STEPS}") == converted.checkpoint()
     config = configparser.ConfigParser(interpolation=None)
     config.read(converted.path / "params.ini")
     assert set(config["flags"]) == {f.name for f in dataclasses.fields(ModelParams)}  # no absl flags
@@ -169,7 +100,7 @@ def test_convert_writes_a_clean_folder_and_reports_the_mapping(tf1_models, tmp_p
         "params.ini"]
     batch = make_batch(batch=1, steps=3, size=48, lengths=(3,))
     original_state, converted_state = (TrainingState(ModelFolder(f).build_model()) for f in (source, converted.path))
-    original_state.restore(f"{source}/model.ckpt-{STEPS}")
+    original_state.restore(f"{source}/model.ckpt-{TF1_STEPS}")
     converted_state.restore(prefix)
     expected = original_state.model(batch).numpy()
     np.testing.assert_array_equal(converted_state.model(batch), expected)
@@ -204,7 +135,7 @@ def test_convert_errors(tf1_models, tmp_path, capsys):
     with pytest.raises(UserError, match=r"neither: no checkpoint in the model folder \(run 'python init_graph.py"):
         convert_tf1_model.main([str(tmp_path / "neither"), str(tmp_path / "out")])
 
-    values = read_checkpoint(f"{source}/model.ckpt-{STEPS}")
+    values = read_checkpoint(f"{source}/model.ckpt-{TF1_STEPS}")
     gates = "convrnn1/bidirectional_rnn/fw/conv_gru_cell/gates/kernel"
     broken = tmp_path / "renamed"
     broken.mkdir()
@@ -239,9 +170,9 @@ def test_weight_tools_read_tf1_folders(tf1_models, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{ours} has no checkpoint: starting from a fresh initialisation of its params.ini" in out
     assert "skip class/bn/class/bn/moving_mean/biased: not in the target" in out
-    assert prefix == str(ours / f"model.ckpt-{STEPS}")
-    tf1_values, copied = read_checkpoint(f"{source}/model.ckpt-{STEPS}"), read_checkpoint(prefix)
-    assert copied["global_step"].dtype == np.int64 and copied["global_step"] == STEPS  # TF1 wrote int32
+    assert prefix == str(ours / f"model.ckpt-{TF1_STEPS}")
+    tf1_values, copied = read_checkpoint(f"{source}/model.ckpt-{TF1_STEPS}"), read_checkpoint(prefix)
+    assert copied["global_step"].dtype == np.int64 and copied["global_step"] == TF1_STEPS  # TF1 wrote int32
     for name, value in copied.items():
         if name not in ("global_step", "samples_seen"):
             np.testing.assert_array_equal(value, tf1_values[name], err_msg=name)

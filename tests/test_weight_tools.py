@@ -13,7 +13,7 @@ import copy_network_weights
 import init_graph
 from modelzoo import seqencmodel
 from modelzoo.params import ModelParams, write_params_ini
-from tests.test_model import make_batch
+from tests.builders import make_batch, make_model_folder
 from utils.cli import UserError, run
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint, record_checkpoint, write_checkpoint
 
@@ -24,9 +24,7 @@ GATES = "convrnn1/bidirectional_rnn/fw/conv_gru_cell/gates/kernel"
 def make_folder(path: Path, seed: int, steps: int | None = None, **options) -> Path:
     """A model folder (F=4, 5 classes unless given) with an initial checkpoint; with ``steps``, also a checkpoint
     ``model.ckpt-<steps>`` with those counters, as training would leave it."""
-    path.mkdir(parents=True)
-    write_params_ini(path / "params.ini", ModelParams(**{"convrnn_filters": 4, "num_classes": 5, **options}))
-    init_graph.main([str(path), "--seed", str(seed)])
+    make_model_folder(path, checkpoint=True, seed=seed, **{"convrnn_filters": 4, "num_classes": 5, **options})
     if steps is not None:
         values = read_checkpoint(path / "model.ckpt-0")
         values["global_step"], values["samples_seen"] = np.int64(steps), np.int64(4 * steps)
@@ -208,6 +206,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
     assert files(paths["target"]) == before
 
 
+@pytest.mark.slow
 def test_script_exits_2_with_one_line_from_the_command_line(tmp_path):
     folder = tmp_path / "m"
     folder.mkdir()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shlex
 import shutil
 import threading
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +16,7 @@ import rasterio
 from PIL import Image
 
 import evaluate as evaluate_script
-from modelzoo.params import ModelParams, write_params_ini
+from tests.builders import call, make_model_folder, make_root
 from utils.classes import read_classes
 from utils.cli import UserError, run
 from utils.dataset import read_tileids
@@ -35,29 +33,12 @@ FILTERS = 4
 PRODUCTS = {"prediction": "int16", "ground_truth": "int16", "mask": "float32", "loss": "float32"}
 
 
-def make_root(source: Path, root: Path, eval_ids: list[int], test_ids: list[int], georef_rows: bool = True,
-              drop: tuple[int, ...] = ()) -> Path:
-    """A dataset root sharing the tile files of ``source``, with its own partitions and geotransforms.csv rows."""
-    root.mkdir(parents=True)
-    for name in ("dataset.ini", "classes.txt"):
-        shutil.copy(source / name, root / name)
-    for data in ("data16", "data17"):
-        (root / data).symlink_to(source / data)
-    (root / "tileids").mkdir()
-    (root / "tileids" / "eval.tileids").write_text("".join(f"{i}\n" for i in eval_ids))
-    (root / "tileids" / "test_fold1.tileids").write_text("".join(f"{i}\n" for i in test_ids))
-    if georef_rows:
-        rows = (source / "geotransforms.csv").read_text().splitlines()
-        (root / "geotransforms.csv").write_text("".join(
-            f"{row}\n" for row in rows if int(row.split(",")[0]) not in drop))
-    return root
 
 
 def model_folder(path: Path, checkpoint: bool = True, never: int | None = None, **flags) -> Path:
     """A model folder with a tiny network; with ``checkpoint``, non-trivial batch-norm statistics at step 7, and
     class index ``never`` never predicted (a large negative batch-norm offset of its logit)."""
-    path.mkdir(parents=True)
-    write_params_ini(path / "params.ini", ModelParams(convrnn_filters=FILTERS, **flags))
+    make_model_folder(path, convrnn_filters=FILTERS, **flags)
     if checkpoint:
         folder = ModelFolder(path)
         model = folder.build_model()
@@ -73,12 +54,6 @@ def model_folder(path: Path, checkpoint: bool = True, never: int | None = None, 
     return path
 
 
-def call(argv: list[str]) -> SimpleNamespace:
-    """Run evaluate.py's main in-process; return its stdout and stderr."""
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with redirect_stdout(stdout), redirect_stderr(stderr):
-        evaluate_script.main([str(arg) for arg in argv])
-    return SimpleNamespace(stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -406,6 +381,7 @@ def test_corrupt_tile_names_the_file_and_writes_no_reports(source, modeldir, tmp
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_a_storedir_holds_the_outputs_of_one_complete_run(source, modeldir, tmp_path):
     """A failed run leaves the earlier complete run's outputs as they were; a complete run replaces all of them
     (no tiles of another run beside its metrics); a killed run's staging folder goes with the next run."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -13,33 +12,26 @@ import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import train
-from modelzoo.params import ModelParams, write_params_ini
+from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import build_model
-from utils import runlog, training
-from utils.cli import UserError, run
+from tests.builders import make_model_folder
+from utils import training
+from utils.cli import run
 from utils.dataset import Dataset
 from utils.modelfolder import LOCK_FILE, ModelFolder, TrainingState, read_checkpoint, write_checkpoint
-from utils.options import from_args
-from utils.runlog import LOG_COLUMNS, format_duration
+from utils.runlog import LOG_COLUMNS
 from utils.training import Trainer, pipeline_seed, section_steps, validation_input
 from utils.trainoptions import RUNS_FILE, TrainingOptions
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ModelParams(convrnn_filters=8)
+SMALL = dict(convrnn_filters=8)
 # 2 batches of 4 tiles per section: an epoch is 16 tiles = 4 steps over 2016 and 2017
 FAST = ["-t", "8", "-b", "4", "--train_on", "2016", "2017", "--limit_batches", "2", "--validation_batches", "1"]
-
-
-def make_model_folder(path: Path, params: ModelParams = SMALL) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    write_params_ini(path / "params.ini", params)
-    return path
 
 
 def train_args(folder: Path, root: Path, *extra: str) -> list[str]:
@@ -76,55 +68,7 @@ def subprocess_env() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------- flags
 
 
-def test_flags_have_the_original_names_and_defaults():
-    args = train.build_parser().parse_args(["tmp/m"])
-    assert (args.modeldir, args.datadir, args.gpu, args.train_on, args.batchsize, args.verbose) == \
-        ("tmp/m", None, None, ("2016",), 16, False)
-    assert (args.shuffle, args.epochs, args.temporal_samples, args.save_frequency, args.summary_frequency) == \
-        (True, 1, None, 64, 64)
-    assert (args.fold, args.prefetch, args.max_models_to_keep, args.learning_rate, args.save_every_n_hours) == \
-        (0, 6, 5, None, 1.0)
-    assert (args.queue_capacity, args.allow_growth, args.limit_batches, args.seed, args.strategy) == \
-        (256, False, -1, None, "default")
-    assert args.augment is False  # an addition: the original had no augmentation
-    assert train.build_parser().parse_args(["tmp/m", "--augment"]).augment is True
-
-
-def test_the_readme_command_parses():
-    command = "tmp/convgru128 --datadir d/240 --temporal_samples 30 --epochs 30 --shuffle True --batchsize 4 " \
-              "--train_on 2016 2017"
-    argv = command.split()
-    args = train.build_parser().parse_args(argv)
-    assert (args.temporal_samples, args.epochs, args.shuffle, args.batchsize, args.train_on) == \
-        (30, 30, True, 4, ["2016", "2017"])
-
-
-@pytest.mark.parametrize(("text", "value"), [("True", True), ("true", True), ("1", True), ("False", False),
-                                             ("false", False), ("0", False)])
-def test_boolean_flags_parse_their_value(text, value):
-    args = train.build_parser().parse_args(["m", "-s", text, "--allow_growth", text])
-    assert args.shuffle is value and args.allow_growth is value
-
-
-def test_a_bad_boolean_is_a_one_line_error(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run(train.main, ["m", "--shuffle", "maybe"])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.endswith("error: argument -s/--shuffle: expected True or False, got 'maybe'\n")
-
-
-@pytest.mark.parametrize(("argv", "environ", "expected"), [
-    ([], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0"}),
-    (["-g", "1,2"], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "1,2"}),
-    (["--gpu=3", "--strategy", "mirrored"], {}, {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "3"}),
-    ([], {"CUDA_VISIBLE_DEVICES": "5"}, {}),
-    (["--strategy", "mirrored"], {}, {}),
-])
-def test_gpu_selection(argv, environ, expected):
-    options = from_args(TrainingOptions, train.build_parser().parse_args(["m", *argv]))
-    assert options.cuda_environment(environ) == expected
-
-
+@pytest.mark.slow
 def test_augment_transforms_the_training_tiles_but_not_the_recalibration_batches(synthetic_root):
     def first_batches(augment: bool, full_series: bool) -> list[dict[str, np.ndarray]]:
         options = TrainingOptions(datadir=synthetic_root / "240", batchsize=4, temporal_samples=8, augment=augment)
@@ -158,6 +102,7 @@ def test_pipeline_seeds_differ_per_section_and_are_none_without_seed():
     assert [section_steps(steps, 2, 3) for steps in (0, 2, 3, 5, 6)] == [0, 0, 1, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_skipped_stream_is_the_rest_of_the_whole_stream(synthetic_root):
     """``skip`` continues the stream where a run stopped, across epoch borders: the same tiles, dates and symmetries
     as the uninterrupted stream."""
@@ -176,35 +121,12 @@ def test_a_skipped_stream_is_the_rest_of_the_whole_stream(synthetic_root):
                 np.testing.assert_array_equal(rest[key], expected[key], err_msg=key)
 
 
-def test_format_duration():
-    assert [format_duration(s) for s in (5, 65, 3725)] == ["5s", "1m05s", "1h02m"]
-
-
-def test_progress_prints_plain_lines_when_not_on_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(runlog, "PLAIN_PROGRESS_SECONDS", 0.0)
-    progress = runlog.Progress(total=100, initial=10, interactive=False)
-    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
-    progress.message("  2016/test: cross entropy 1.0")
-    progress.close()
-    assert capsys.readouterr().out.splitlines() == ["step 40/100 epoch 0.40/1, loss 1.234, 2m00s left",
-                                                    "  2016/test: cross entropy 1.0"]
-
-
-def test_progress_bar_on_a_terminal(capsys):
-    progress = runlog.Progress(total=100, initial=10, interactive=True)
-    progress.update(40, "epoch 0.40/1, loss 1.234", seconds_per_step=2.0)
-    progress.message("  2016/test: cross entropy 1.0")
-    progress.close()
-    captured = capsys.readouterr()
-    assert "40/100" in captured.err and "epoch 0.40/1, loss 1.234" in captured.err
-    assert "2016/test: cross entropy 1.0" in captured.err + captured.out
-
-
 # ---------------------------------------------------------------------------------------------------- procedure
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, capsys):
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     train.main(train_args(folder, synthetic_root, "-e", "1", "--summary_frequency", "2", "--save_frequency", "1",
                           "--max_models_to_keep", "2"))
     out = capsys.readouterr().out
@@ -269,17 +191,10 @@ def test_training_writes_checkpoints_logs_and_resumes(tmp_path, synthetic_root, 
     assert records[0]["versions"]["tensorflow"] == tf.__version__
 
 
-def test_flags_are_generated_from_the_training_options():
-    args = train.build_parser().parse_args(["m"])
-    fields = {spec.name: spec.default for spec in dataclasses.fields(TrainingOptions)}
-    assert {name: getattr(args, name) for name in fields} == fields
-    options = from_args(TrainingOptions, train.build_parser().parse_args(["m", "--epsilon", "1e-7", "-d", "2017"]))
-    assert (options.optimizer, options.train_on, options.validate_on) == ({"epsilon": 1e-7}, ("2017",), ("2017",))
-
-
+@pytest.mark.slow
 def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tmp_path, synthetic_root):
     """The original validated in training mode and so updated the moving averages with test tiles."""
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016",), batchsize=4, temporal_samples=8,
                               validation_batches=2)
     trainer = Trainer(ModelFolder(folder), options)
@@ -305,51 +220,9 @@ def test_validation_uses_batch_norm_in_inference_mode_and_leaves_it_unchanged(tm
     assert totals.xe_sum == pytest.approx(expected[0], rel=1e-5)
 
 
-def spy_on_batch_norm_inputs(model) -> list[list[np.ndarray]]:
-    """Record the input of every batch norm of ``model`` on each (eager) call: one list per layer."""
-    recorded: list[list[np.ndarray]] = []
-    for bn in model.batch_norms:
-        inputs: list[np.ndarray] = []
-        recorded.append(inputs)
-
-        def call(x, *args, original=bn.call, inputs=inputs, **kwargs):
-            inputs.append(np.asarray(x, np.float64))
-            return original(x, *args, **kwargs)
-        bn.call = call
-    return recorded
-
-
-def test_batch_norm_recalibration_sets_the_mean_of_the_batch_moments(tmp_path, synthetic_root):
-    """Precise BN: every batch norm (here a compression block's and the head's) gets the mean over the
-    recalibration batches (full series of training tiles) of its input's per-batch mean and variance under the
-    current weights."""
-    folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, convrnn_compression_filters=6))
-    options = TrainingOptions(datadir=synthetic_root / "240", train_on=("2016", "2017"), batchsize=4,
-                              temporal_samples=8, bn_recalibration_batches=3)
-    keras.utils.set_random_seed(0)  # weights whatever tests ran before (no --seed: op determinism stays off)
-    trainer = Trainer(ModelFolder(folder), options)
-    model = trainer.state.model
-    assert len(model.batch_norms) == 2
-    trainer.recalibrate_batch_norm()
-    actual = [(bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in model.batch_norms]
-
-    recorded = spy_on_batch_norm_inputs(model)
-    for index, name in enumerate(options.train_on):
-        stream = iter(training.distributed_training_input(trainer.strategy, trainer.sections[name], options,
-                                                          training.RECALIBRATION_SEED + index, full_series=True))
-        for _ in range(3):
-            model(next(stream), training=True)
-    for inputs, (mean, variance) in zip(recorded, actual, strict=True):
-        assert len(inputs) == 6
-        axes = tuple(range(inputs[0].ndim - 1))
-        np.testing.assert_allclose(mean, np.mean([x.mean(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
-        np.testing.assert_allclose(variance, np.mean([x.var(axes) for x in inputs], 0), rtol=1e-3, atol=1e-5)
-        assert np.abs(mean).max() > 0.05 and np.abs(variance - 1).max() > 0.05  # not the initial zeros and ones
-    assert recorded[0][0].shape[0] > options.temporal_samples  # time-major compression input: every date
-
-
+@pytest.mark.slow
 def test_training_recalibrates_batch_norm_before_validation_and_checkpoints(tmp_path, synthetic_root, capsys):
-    folders = [make_model_folder(tmp_path / name) for name in ("plain", "recalibrated")]
+    folders = [make_model_folder(tmp_path / name, **SMALL) for name in ("plain", "recalibrated")]
     for folder, extra in zip(folders, ([], ["--bn_recalibration_batches", "2"]), strict=True):
         train.main(train_args(folder, synthetic_root, "-e", "1", "--seed", "3", "--summary_frequency", "2",
                               "--save_frequency", "100", *extra))
@@ -373,8 +246,9 @@ def test_training_recalibrates_batch_norm_before_validation_and_checkpoints(tmp_
     assert last[0] != last[1]
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_dataset(tmp_path, synthetic_root, capsys):
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     train.main([str(folder), "--datadir", str(synthetic_root / "240"), "-t", "8", "-b", "4", "--limit_batches", "1",
                 "-e", "40", "--summary_frequency", "10", "--save_frequency", "1000", "--validation_batches", "1",
                 "--learning_rate", "0.01", "--epsilon", "1e-3"])
@@ -391,8 +265,9 @@ def test_loss_decreases_on_a_tiny_dataset(tmp_path, synthetic_root, capsys):
 # ---------------------------------------------------------------------------------------------------- signals
 
 
+@pytest.mark.slow
 def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path, synthetic_root):
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     argv = [sys.executable, str(REPO / "train.py"), *train_args(folder, synthetic_root, "-e", "1000",
                                                                 "--save_frequency", "100000",
                                                                 "--summary_frequency", "100000")]
@@ -426,8 +301,9 @@ def test_sigterm_mid_run_leaves_a_loadable_checkpoint(tmp_path, synthetic_root):
 # ---------------------------------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_two_seeded_runs_give_identical_checkpoints(tmp_path, synthetic_root):
-    folders = [make_model_folder(tmp_path / name) for name in ("a", "b")]
+    folders = [make_model_folder(tmp_path / name, **SMALL) for name in ("a", "b")]
     processes = [subprocess.Popen([sys.executable, str(REPO / "train.py"),
                                    *train_args(folder, synthetic_root, "-e", "1", "--seed", "3")],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env())
@@ -442,11 +318,12 @@ def test_two_seeded_runs_give_identical_checkpoints(tmp_path, synthetic_root):
     assert [r["xe"] for r in read_log(folders[0])] == [r["xe"] for r in read_log(folders[1])]
 
 
+@pytest.mark.slow
 def test_a_resumed_seeded_run_equals_an_uninterrupted_one(tmp_path, synthetic_root):
     """Stopped after epoch 1 and resumed (the killed run had logged steps beyond its checkpoint), a seeded run
     gives the checkpoint of an uninterrupted run byte for byte, and its log has each step once."""
     common = ["--seed", "3", "--summary_frequency", "1", "--save_frequency", "100"]
-    whole, resumed = (make_model_folder(tmp_path / name) for name in ("whole", "resumed"))
+    whole, resumed = (make_model_folder(tmp_path / name, **SMALL) for name in ("whole", "resumed"))
     for argv in (train_args(whole, synthetic_root, "-e", "2", *common),
                  train_args(resumed, synthetic_root, "-e", "1", *common)):
         done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv], capture_output=True, text=True,
@@ -483,7 +360,7 @@ def dataset_copy(root: Path, destination: Path) -> Path:
 def test_bad_input_is_a_one_line_error(tmp_path, synthetic_root, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     root = synthetic_root / "240"
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     (tmp_path / "file").write_text("not a folder")
     cases = {
         "no params.ini": ([str(tmp_path), "--datadir", str(root)], f"{tmp_path}: no params.ini in the model folder"),
@@ -518,7 +395,7 @@ def test_an_empty_partition_is_a_one_line_error(tmp_path, synthetic_root, capsys
     root = dataset_copy(synthetic_root / "240", tmp_path / "240")
     (root / "tileids" / "train_fold0.tileids").write_text("\n")
     (root / "tileids" / "test_fold1.tileids").write_text("99999999\n")
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     status, err = run_cli([str(folder), "--datadir", str(root)], capsys)
     assert status == 2 and err.strip().endswith("train_fold0.tileids: no tile ids")
     status, err = run_cli([str(folder), "--datadir", str(root), "-f", "1"], capsys)
@@ -526,7 +403,7 @@ def test_an_empty_partition_is_a_one_line_error(tmp_path, synthetic_root, capsys
 
 
 def test_a_second_training_of_a_folder_in_use_is_a_one_line_error(tmp_path, synthetic_root, capsys):
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     with ModelFolder(folder).lock():  # held as a running train.py holds it (here by this process)
         status, err = run_cli(train_args(folder, synthetic_root), capsys)
     assert status == 2 and err.strip().splitlines()[-1].endswith(
@@ -536,7 +413,7 @@ def test_a_second_training_of_a_folder_in_use_is_a_one_line_error(tmp_path, synt
 
 
 def test_a_checkpoint_of_another_network_is_a_one_line_error(tmp_path, synthetic_root, capsys):
-    folder = make_model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", **SMALL)
     other = TrainingState(build_model(ModelParams(convrnn_filters=16)))
     write_checkpoint(folder / "model.ckpt-7", other.tensors())
     (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-7"\n')
@@ -547,12 +424,8 @@ def test_a_checkpoint_of_another_network_is_a_one_line_error(tmp_path, synthetic
 
 
 def test_a_class_count_that_differs_from_the_network_is_a_one_line_error(tmp_path, synthetic_root, capsys):
-    folder = make_model_folder(tmp_path / "m", ModelParams(convrnn_filters=8, num_classes=12))
+    folder = make_model_folder(tmp_path / "m", convrnn_filters=8, num_classes=12)
     status, err = run_cli(train_args(folder, synthetic_root), capsys)
     assert status == 2 and "classes.txt: 17 classes, but the network of params.ini has num_classes = 12" in err
 
 
-def test_a_training_log_that_is_not_utf8_is_a_one_line_error(tmp_path):
-    (tmp_path / "training_log.csv").write_bytes(b"time,elapsed_s\n\x80\x81\n")
-    with pytest.raises(UserError, match=r"training_log.csv: not UTF-8 text \(byte 0x80 at offset 15\)$"):
-        runlog.TrainingLog(tmp_path)

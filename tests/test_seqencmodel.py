@@ -1,16 +1,22 @@
-"""The whole network against the float64 numpy reference, its invariances, saving, the loss and the optimiser."""
+"""The network (modelzoo/seqencmodel.py) against the float64 numpy reference, its invariances, saving, the loss, the
+optimiser and the command line that writes a model folder."""
 
+import configparser
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from modelzoo.params import ModelParams
+from modelzoo.params import ModelParams, read_params_ini
 from modelzoo.seqencmodel import (
     SequentialEncoder,
     build_model,
+    main,
     make_optimizer,
     masked_correct,
     masked_xe_mean,
@@ -19,42 +25,8 @@ from modelzoo.seqencmodel import (
     resize_legacy_bilinear,
 )
 from tests import reference
-from tests.test_cells import assert_close
-from utils.cli import UserError
-
-SMALL = dict(convrnn_filters=6, num_classes=5)
-
-
-def make_batch(batch=3, steps=5, size=12, lengths=(5, 3, 1), seed=0):
-    """A random batch dict; sample n has lengths[n] valid steps (doy > 0) followed by zero padding."""
-    rng = np.random.default_rng(seed)
-    doy = np.zeros((batch, steps), np.float32)
-    for n, length in enumerate(lengths):
-        doy[n, :length] = np.sort(rng.integers(1, 366, length)) / 365
-    valid = (doy > 0)[:, :, None, None, None]
-    return {
-        "x10": (rng.random((batch, steps, size, size, 4)) * valid).astype(np.float32),
-        "x20": (rng.random((batch, steps, size // 2, size // 2, 6)) * valid).astype(np.float32),
-        "x60": (rng.random((batch, steps, size // 6, size // 6, 3)) * valid).astype(np.float32),
-        "doy": doy,
-        "year": np.where(doy > 0, 1.0, 0.0).astype(np.float32),
-        "labels": rng.integers(0, 6, (batch, size, size)).astype(np.int32),
-        "tileid": np.arange(batch, dtype=np.int64),
-    }
-
-
-def randomize(model, seed=0):
-    """Random values in every variable (gammas and variances positive); returns them by TF1 name in float64."""
-    rng = np.random.default_rng(seed)
-    values = {}
-    for name, var in model.named_variables().items():
-        if name.endswith(("gamma", "moving_variance")):
-            value = rng.uniform(0.5, 1.5, var.shape)
-        else:
-            value = rng.normal(0.0, 0.3, var.shape)
-        var.assign(value.astype(np.float32))
-        values[name] = value.astype(np.float32).astype(np.float64)
-    return values
+from tests.builders import SMALL, assert_close, make_batch, randomize
+from utils.cli import UserError, run
 
 
 @pytest.mark.parametrize(
@@ -81,6 +53,7 @@ CONFIGS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_network_equals_reference(name):
     params = ModelParams(**SMALL, **CONFIGS[name])
@@ -289,6 +262,7 @@ def test_adam_with_epsilon_0_9_takes_the_tf1_step():
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_time_reversal_gradient_equals_autodiff_of_reverse_sequence(monkeypatch, cell):
     """The gather-based time reversal has a hand-written gradient: inside the model it must agree with
@@ -317,3 +291,78 @@ def test_time_reversal_gradient_equals_autodiff_of_reverse_sequence(monkeypatch,
     assert used
     for actual, expected in zip(fast, slow, strict=True):
         assert_close(actual, expected, rtol=1e-4)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "modelzoo/seqencmodel.py", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_readme_invocation_writes_params_ini_and_summary(tmp_path):
+    folder = tmp_path / "missing" / "parents" / "convgru128"
+    result = run_script("--modelfolder", str(folder), "--convrnn_filters", "128", "--convcell", "gru",
+                        "--num_classes", "17", "--pix10m", "24")
+    assert result.returncode == 0, result.stderr
+    assert "534,178 trainable parameters" in result.stdout
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(folder / "params.ini")
+    flags = config["flags"]
+    assert (flags["convrnn_filters"], flags["convcell"], flags["num_classes"], flags["pix10m"]) == ("128", "gru",
+                                                                                                   "17", "24")
+    assert (flags["epsilon"], flags["learning_rate"], flags["bidirectional"]) == ("0.9", "0.01", "True")
+    assert flags["convrnn_kernel"] == "(3, 3)" and flags["separate_weights"] == "False"
+    assert read_params_ini(folder / "params.ini") == ModelParams(modelfolder=str(folder), convrnn_filters=128)
+    summary = (folder / "model.txt").read_text().splitlines()
+    assert "trainable parameters: 534,178" in summary
+    assert "non-trainable parameters: 34" in summary
+    kernel = next(line for line in summary if line.startswith("convrnn1/bidirectional_rnn/fw/conv_gru_cell/gates/"
+                                                              "kernel "))
+    assert kernel.split()[1:] == ["3x3x143x256", "329,472"]
+    assert any(line.startswith("class/bn/moving_variance ") and line.endswith("(not trainable)") for line in summary)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.txt", "params.ini"]
+
+
+@pytest.mark.slow
+def test_bad_flag_exits_2_with_one_line_and_no_traceback(tmp_path):
+    result = run_script("--modelfolder", str(tmp_path / "m"), "--convcell", "rnn")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "seqencmodel.py: error: --convcell: 'rnn' is not one of gru, lstm"
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--convcell", "rnn"], "--convcell: 'rnn' is not one of gru, lstm"),
+    (["--aggr_strat", "avg_output"], "--aggr_strat: 'avg_output' is not supported"),
+    (["--convrnn_filters", "many"], "--convrnn_filters: expected an integer, got 'many'"),
+    (["--convrnn_kernel", "(4,4)"], "--convrnn_kernel: (4, 4) must be two odd sizes"),
+    (["--bidirectional", "maybe"], "--bidirectional: expected True or False, got 'maybe'"),
+    (["--recurrent_dropout_i", "0"], "--recurrent_dropout_i: a keep probability must be in (0, 1]"),
+    (["--cnn_activation", "elu"], "--cnn_activation: 'elu' is not one of relu, leaky_relu"),
+    (["--epsilon", "inf"], "--epsilon: expected a finite number, got 'inf'"),
+    (["--learning_rate", "-0.1"], "--learning_rate: must be > 0, got -0.1"),
+    (["--no_such_flag", "1"], "unrecognized arguments: --no_such_flag 1"),
+    ([], "--modelfolder is required"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, capsys, argv, message):
+    folder = ["--modelfolder", str(tmp_path / "m")] if argv else []
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, folder + argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_unwritable_model_folder_is_a_one_line_error(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        run(main, ["--modelfolder", str(blocker / "model")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{blocker / 'model'}: cannot write the model folder" in err

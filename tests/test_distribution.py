@@ -15,21 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelzoo.params import ModelParams, write_params_ini
+from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import build_model
+from tests.builders import make_model_folder
 from utils.modelfolder import ModelFolder, TrainingState, read_checkpoint
 
+pytestmark = pytest.mark.slow  # every test starts training processes
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 # 2 batches of 4 tiles per section and 2 sections: one epoch = 4 steps
 COMMON = ["-b", "4", "--train_on", "2016", "2017", "--limit_batches", "2", "-e", "1", "--seed", "5",
           "--validation_batches", "1", "--summary_frequency", "100", "--bn_recalibration_batches", "1"]
-
-
-def model_folder(path: Path) -> Path:
-    path.mkdir(parents=True)
-    write_params_ini(path / "params.ini", ModelParams(convrnn_filters=8))
-    return path
 
 
 def start(folder: Path, root: Path, *extra: str, tf_config: dict | None = None) -> subprocess.Popen:
@@ -79,7 +75,7 @@ def free_ports(count: int) -> list[int]:
 
 def test_mirrored_on_two_cpu_devices_equals_one_device(tmp_path, synthetic_root):
     """Shuffled files and temporal samples: replica k gets its half of the same global batch."""
-    reference, mirrored = model_folder(tmp_path / "one"), model_folder(tmp_path / "two")
+    reference, mirrored = (make_model_folder(tmp_path / name, convrnn_filters=8) for name in ("one", "two"))
     outputs = finish([start(reference, synthetic_root, "-t", "8"),
                       start(mirrored, synthetic_root, "-t", "8", "--strategy", "mirrored", "--devices", "CPU:0,CPU:1")])
     assert "strategy MirroredStrategy: 2 replica(s) in sync, here on CPU:0, CPU:1" in outputs[1]
@@ -94,7 +90,7 @@ def cluster_config(count: int) -> list[dict]:
 
 def test_multiworker_with_two_processes_equals_one_device(tmp_path, synthetic_root):
     """Each worker reads every second file: with unshuffled full series the global batches equal one device's."""
-    reference, cluster = model_folder(tmp_path / "one"), model_folder(tmp_path / "cluster")
+    reference, cluster = (make_model_folder(tmp_path / name, convrnn_filters=8) for name in ("one", "cluster"))
     processes = [start(cluster, synthetic_root, "--shuffle", "False", "--strategy", "multiworker", tf_config=config)
                  for config in cluster_config(2)]
     processes.append(start(reference, synthetic_root, "--shuffle", "False"))
@@ -105,7 +101,7 @@ def test_multiworker_with_two_processes_equals_one_device(tmp_path, synthetic_ro
 
 
 def test_a_global_batch_that_does_not_split_is_a_one_line_error(tmp_path, synthetic_root):
-    folder = model_folder(tmp_path / "m")
+    folder = make_model_folder(tmp_path / "m", convrnn_filters=8)
     [output] = finish([start(folder, synthetic_root, "-b", "3", "--strategy", "mirrored", "--devices",
                              "CPU:0,CPU:1")], status=2)
     assert output.strip().splitlines()[-1] == "train.py: error: --batchsize 3 is not divisible by the 2 replicas"
@@ -113,7 +109,7 @@ def test_a_global_batch_that_does_not_split_is_a_one_line_error(tmp_path, synthe
 
 def test_workers_that_restore_different_checkpoints_stop_with_a_one_line_error(tmp_path, synthetic_root):
     """A model folder that is not shared: one worker resumes at step 8, the other starts afresh."""
-    folders = [model_folder(tmp_path / "a"), model_folder(tmp_path / "b")]
+    folders = [make_model_folder(tmp_path / name, convrnn_filters=8) for name in ("a", "b")]
     state = TrainingState(build_model(ModelParams(convrnn_filters=8)))
     state.global_step.assign(8)
     state.save(ModelFolder(folders[0]))
