@@ -40,13 +40,14 @@ def run(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | No
 
 
 _TF_INTERNALS = re.compile(r"\s*(\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]|\(defined at [^)]*\))")
-_TEMPORARY_NAME = re.compile(r"\.([^/\s]+?)\.\d+\.(?:\w{8}\.)?part\b")
+# the hidden temporary names that utils.fsio writes: .<name>.<pid>[.<random>].part
+TEMPORARY_NAME = re.compile(r"\.(?P<name>[^/\s]+?)\.(?P<pid>\d+)(?:\.\w{8})?\.part\b")
 
 
 def clean_message(message: str) -> str:
     """One line for the user: TensorFlow's internals (``{{function_node …}}``, ``[Op:…]``) left out, and the hidden
     temporary names of :mod:`utils.fsio` (``.name.<pid>.<random>.part``) given as the final ``name``."""
-    message = _TEMPORARY_NAME.sub(r"\1", _TF_INTERNALS.sub("", message))
+    message = TEMPORARY_NAME.sub(r"\g<name>", _TF_INTERNALS.sub("", message))
     return " ".join(message.split())
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.cli import UserError
+from utils.cli import TEMPORARY_NAME, UserError
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -116,7 +116,7 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)(?:\.\w{8})?\.part(?:\.index|\.data-\d{5}-of-\d{5})?$")
+_ORPHAN = re.compile(TEMPORARY_NAME.pattern + r"(?:\.index|\.data-\d{5}-of-\d{5})?")  # and checkpoint parts
 
 
 def _running(pid: int) -> bool:
@@ -137,8 +137,8 @@ def remove_orphans(folder: str | os.PathLike) -> list[str]:
         return []
     removed = []
     for path in sorted(folder.iterdir()):
-        match = _TEMPORARY.match(path.name)
-        if match and int(match.group(1)) != os.getpid() and not _running(int(match.group(1))):
+        match = _ORPHAN.fullmatch(path.name)
+        if match and int(match["pid"]) != os.getpid() and not _running(int(match["pid"])):
             _remove(path)
             removed.append(path.name)
     return removed
