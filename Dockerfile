@@ -22,7 +22,7 @@ COPY . /MTLCC
 RUN python3 -m pip install -e ".[dev]" notebook==7.6.5 \
  && python3 -c "import tensorflow as tf; assert tf.__version__ == '2.21.0', tf.__version__" \
  && for script in modelzoo/seqencmodel.py train.py init_graph.py compare_graphs.py copy_network_weights.py \
-      convert_tf1_model.py evaluate.py activations.py tfrecord2tif.py tif2tfrecord.py predict.py; do \
+      convert_tf1_model.py evaluate.py activations.py tfrecord2tif.py tif2tfrecord.py predict.py export_model.py; do \
       python3 "$script" --help > /dev/null || exit 1; done \
  && mkdir -p /data /model
 

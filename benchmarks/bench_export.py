@@ -6,7 +6,8 @@
 The model has random weights (the speed does not depend on them); every tile has all dates valid. "Keras" is the
 exported computation run in this process as a tf.function (the records' values in, scores out); "SavedModel" the
 signature of ``tf.saved_model.load``; "onnxruntime" a CPU session with default options. The three run interleaved,
-``--repeats`` times each after a warm-up call, and the table gives the fastest call per tile.
+``--repeats`` times each after a warm-up call, and the table gives the fastest call per tile and the largest
+difference of the exports' scores from the Keras model's.
 """
 
 from __future__ import annotations
@@ -79,23 +80,24 @@ def main(argv: Sequence[str] | None = None) -> None:
               f"{savedmodel_s:.1f} s as SavedModel, {onnx_s:.1f} s as ONNX; TensorFlow {tf.__version__}, "
               f"onnxruntime {onnxruntime.__version__}\n")
         print("| batch | Keras ms/tile | SavedModel ms/tile | onnxruntime ms/tile | SavedModel / Keras | "
-              "onnxruntime / Keras |")
-        print("|---|---|---|---|---|---|")
+              "onnxruntime / Keras | max score difference SavedModel, onnxruntime |")
+        print("|---|---|---|---|---|---|---|")
         for batch in args.batches:
             features = make_inputs(params, batch, args.dates, args.size)
             tensors = {key: tf.constant(value) for key, value in features.items()}
             calls = {"keras": lambda t=tensors: keras_forward(**t)["scores"].numpy(),
                      "savedmodel": lambda t=tensors: signature(**t)["scores"].numpy(),
                      "onnxruntime": lambda f=features: session.run(["scores"], f)[0]}
-            for call in calls.values():  # warm-up: tracing, graph optimisation
-                call()
+            scores = {name: call() for name, call in calls.items()}  # also the warm-up: tracing, graph optimisation
+            delta = {name: float(np.abs(scores[name] - scores["keras"]).max()) for name in calls}
             times = {name: [] for name in calls}
             for _ in range(args.repeats):
                 for name, call in calls.items():
                     times[name].append(seconds(call))
             ms = {name: 1000 * min(values) / batch for name, values in times.items()}
             print(f"| {batch} | {ms['keras']:.1f} | {ms['savedmodel']:.1f} | {ms['onnxruntime']:.1f} | "
-                  f"{ms['savedmodel'] / ms['keras']:.2f} | {ms['onnxruntime'] / ms['keras']:.2f} |", flush=True)
+                  f"{ms['savedmodel'] / ms['keras']:.2f} | {ms['onnxruntime'] / ms['keras']:.2f} | "
+                  f"{delta['savedmodel']:.1e}, {delta['onnxruntime']:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def predict_run(model: Path, source: Path, stride: int | None, extra: Sequence[s
 def seam_table(model: Path, size: int) -> None:
     import rasterio
 
-    from utils.prediction import load_classes
+    from utils.classes import load_classes
     from utils.rasters import write_confidence_png
 
     source = scene(size)

@@ -4,26 +4,28 @@ time loop stays a loop; bad input is one line."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
 import sys
-from contextlib import redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import tensorflow as tf
+import tf2onnx
 
 import export_model
 from modelzoo.params import ModelParams, write_params_ini
-from tests.builders import randomize, write_tf1_model
+from tests.builders import make_model_folder, randomize, write_tf1_model
+from utils import export
 from utils.classes import ORIGINAL_CLASSES
 from utils.cli import run
-from utils.dataset import Dataset, iterate
-from utils.export import check_inputs, normalized_batch
+from utils.dataset import Dataset, iterate, normalized
 from utils.modelfolder import ModelFolder, TrainingState
 from utils.records import read_tile
 
@@ -79,13 +81,14 @@ def _run(argv, capsys) -> tuple[int, str]:
 
 def _export(argv) -> str:
     stdout = io.StringIO()
-    with redirect_stdout(stdout):
+    with contextlib.redirect_stdout(stdout):
         export_model.main([str(arg) for arg in argv])
     return stdout.getvalue()
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory) -> dict[tuple[str, int, str], Path]:
+    """The model folders of MODELS: ours with random weights in every variable, the original's as TF1 wrote them."""
     root = tmp_path_factory.mktemp("models")
     folders = {}
     for seed, (cell, pix10m, origin) in enumerate(MODELS):
@@ -144,6 +147,7 @@ def cases(synthetic_root) -> dict[str, tuple[dict[str, np.ndarray], dict[str, np
     return cases
 
 
+@pytest.mark.slow  # starts a process; the exports take 40 s
 def test_exports_give_the_keras_scores_without_the_project(folders, exports, cases, tmp_path):
     inputs = {f"{case}/{key}": value for case, (records, _) in cases.items() for key, value in records.items()}
     np.savez(tmp_path / "cases.npz", **inputs)
@@ -167,6 +171,7 @@ def test_exports_give_the_keras_scores_without_the_project(folders, exports, cas
                 assert report["classes"][name] == [list(ORIGINAL_CLASSES.ids), list(ORIGINAL_CLASSES.names)]
 
 
+@pytest.mark.slow  # the exports of the test above
 def test_onnx_keeps_the_time_loop_and_the_savedmodel_its_metadata(exports):
     proto = onnx.load(exports["ours_lstm48.onnx"])
     assert [node.op_type for node in proto.graph.node].count("Loop") == 2  # forward and backward, any date count
@@ -180,6 +185,7 @@ def test_onnx_keeps_the_time_loop_and_the_savedmodel_its_metadata(exports):
     assert saved["class_names"][1] == "sugar beet" and saved["class_ids"][-1] == 26
 
 
+@pytest.mark.slow  # a two-layer conversion takes 13 s
 def test_stacked_layers_compression_separate_weights_and_peepholes_export_to_onnx(tmp_path):
     params = ModelParams(convcell="lstm", convrnn_filters=4, convrnn_layers=2, convrnn_compression_filters=5,
                          separate_weights=True, peephole=True, pix10m=12)
@@ -193,30 +199,37 @@ def test_stacked_layers_compression_separate_weights_and_peepholes_export_to_onn
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.shape for i in session.get_inputs()][:3] == [["batch", "dates", 12, 12, 4], ["batch", "dates", 6, 6, 6],
                                                            ["batch", "dates", 2, 2, 3]]
-    features = check_inputs(params)
-    expected = tf.nn.softmax(model(normalized_batch(**features), training=False)).numpy()
+    features = export.check_inputs(params)
+    expected = tf.nn.softmax(model(normalized(**features), training=False)).numpy()
     np.testing.assert_allclose(session.run(["scores"], features)[0], expected, rtol=0, atol=TOLERANCE)
 
 
-def test_bad_inputs_are_one_line_errors_and_write_nothing(folders, exports, tmp_path, capsys):
-    folder = folders["gru", 24, "ours"]
-    untrained = tmp_path / "untrained"
-    untrained.mkdir()
-    write_params_ini(untrained / "params.ini", ModelParams(convrnn_filters=FILTERS))
+@pytest.mark.slow  # a conversion takes 4 s
+def test_the_models_own_loop_is_what_tf2onnx_cannot_express(tmp_path, capsys):
+    folder = make_model_folder(tmp_path / "model", checkpoint=True, convrnn_filters=4)
+    with mock.patch.object(export, "_onnx_tracing", contextlib.nullcontext):
+        status, err = _run([folder, tmp_path / "model.onnx"], capsys)
+    assert status == 2 and err.count("\n") == 1, err
+    assert f"{folder}: tf2onnx {tf2onnx.__version__} cannot express this network in ONNX opset 17 (" in err
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_bad_inputs_are_one_line_errors_and_write_nothing(tmp_path, capsys):
+    folder = make_model_folder(tmp_path / "model", checkpoint=True, convrnn_filters=4)
+    untrained = make_model_folder(tmp_path / "untrained", convrnn_filters=4)
     out = tmp_path / "out"
-    out.mkdir()
+    (out / "taken.savedmodel").mkdir(parents=True)
+    (out / "taken.onnx").write_bytes(b"")
     bad = [
         ([untrained, out / "a.savedmodel"], f"{untrained}: no checkpoint in the model folder: nothing to export"),
-        ([folder, exports["ours_gru24.onnx"]], f"{exports['ours_gru24.onnx']}: already exists"),
-        ([folder, exports["ours_gru24.savedmodel"], "--format", "savedmodel"],
-         f"{exports['ours_gru24.savedmodel']}: already exists"),
-        ([folder, out / "b.onnx", "--opset", "9"],
-         f"{folder}: tf2onnx 1.17.0 cannot express StridedSlice of this network in ONNX opset 9"),
-        ([folder, out / "c.onnx", "--opset", "30"], "--opset 30: tf2onnx 1.17.0 writes opsets 1 to 18"),
+        ([folder, out / "taken.onnx"], f"{out / 'taken.onnx'}: already exists"),
+        ([folder, out / "taken.savedmodel", "--format", "savedmodel"], f"{out / 'taken.savedmodel'}: already exists"),
+        ([folder, out / "b.onnx", "--opset", "9"], "cannot express StridedSlice of this network in ONNX opset 9"),
+        ([folder, out / "c.onnx", "--opset", "30"], "--opset 30: tf2onnx"),
         ([folder, out / "d", "--format", "tflite"], "argument --format: invalid choice: 'tflite'"),
         ([folder, out / "e.onnx", "--checkpoint", "model.ckpt-99"], "model.ckpt-99: no such checkpoint"),
     ]
     for argv, message in bad:
         status, err = _run(argv, capsys)
         assert status == 2 and err.count("\n") == 1 and message in err, (argv, err)
-    assert list(out.iterdir()) == []
+    assert sorted(path.name for path in out.iterdir()) == ["taken.onnx", "taken.savedmodel"]

@@ -101,3 +101,10 @@ ORIGINAL_CLASSES = ClassList(
     names=("unknown", "sugar beet", "summer oat", "meadow", "rape", "hop", "winter spelt", "winter triticale", "beans",
            "peas", "potatoe", "soybeans", "asparagus", "winter wheat", "winter barley", "winter rye", "summer barley",
            "maize"))
+
+
+def load_classes(path: str | os.PathLike | None) -> tuple[ClassList, str]:
+    """The classes of ``path`` (a ``classes.txt``), or the original's 17 crop classes; and where they come from."""
+    if path is not None:
+        return read_classes_file(path), str(path)
+    return ORIGINAL_CLASSES, "the original's classes"

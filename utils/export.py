@@ -12,9 +12,9 @@ Both take the records' values and return the class scores:
 The SavedModel has the one signature ``serving_default``, the variables ``class_ids`` and ``class_names`` and
 ``assets/metadata.json``; the ONNX file has the same metadata in its ``metadata_props``. ONNX is written by tf2onnx,
 the maintained TensorFlow converter, from the graph of a ``tf.function``: Keras 3 models fail its ``from_keras``, but
-the function path works with TF 2.21. The recurrence is traced for it as one plain ``tf.while_loop`` (see
-:func:`_inference_loop`), which becomes an ONNX ``Loop`` over the dates. Every export is checked against the Keras
-model before it is written.
+the function path works with TF 2.21. For it the recurrence is traced as one plain ``tf.while_loop``, which becomes
+an ONNX ``Loop`` over the dates, and the layer norms' means one axis at a time (:func:`_onnx_tracing`). Every export
+is checked against the Keras model before it is written.
 """
 
 from __future__ import annotations
@@ -30,20 +30,19 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
-from modelzoo import seqencmodel
+from modelzoo import cells, seqencmodel
 from modelzoo.params import ModelParams
 from modelzoo.seqencmodel import SequentialEncoder
-from utils.classes import ClassList
+from utils.classes import ClassList, load_classes
 from utils.cli import UserError
+from utils.dataset import normalized
 from utils.fsio import atomic_dir, atomic_file
 from utils.modelfolder import ModelFolder
-from utils.prediction import load_classes
 
 FORMATS = ("savedmodel", "onnx")
 DEFAULT_OPSET = 17
 SIGNATURE = "serving_default"
 METADATA_FILE = "metadata.json"
-OUTPUTS = ("scores", "class_index")
 CHECK_TOLERANCE = 1e-4  # largest score difference to the Keras model an export may show (float32 reorderings)
 CHECK_DATES = (4, 2)  # valid dates of the two random tiles every export is checked on
 # names of the free dimensions of the ONNX inputs and outputs
@@ -65,20 +64,14 @@ class Exported:
     opset: int | None
 
 
-def normalized_batch(x10, x20, x60, doy, year) -> dict[str, tf.Tensor]:
-    """The model's batch dict of the records' values: the pipeline's normalisation (docs/DESIGN.md "Batch dict")."""
-    batch = {key: tf.cast(value, tf.float32) * 1e-4 for key, value in (("x10", x10), ("x20", x20), ("x60", x60))}
-    batch["doy"] = tf.cast(doy, tf.float32) / 365.0
-    batch["year"] = tf.cast(year, tf.float32) - 2016.0
-    return batch
-
-
 def input_signature(params: ModelParams) -> list[tf.TensorSpec]:
     """The int64 inputs x10, x20, x60, doy, year; height and width are free unless LSTM peepholes fix them."""
-    size = params.pix10m if params.convcell == "lstm" and params.peephole else None
+    fixed = params.convcell == "lstm" and params.peephole
     bands = {"x10": (1, params.num_bands_10m), "x20": (2, params.num_bands_20m), "x60": (6, params.num_bands_60m)}
-    specs = [tf.TensorSpec([None, None, size and size // factor, size and size // factor, count], tf.int64, key)
-             for key, (factor, count) in bands.items()]
+    specs = []
+    for key, (factor, count) in bands.items():
+        side = params.pix10m // factor if fixed else None
+        specs.append(tf.TensorSpec([None, None, side, side, count], tf.int64, key))
     return specs + [tf.TensorSpec([None, None], tf.int64, key) for key in ("doy", "year")]
 
 
@@ -87,7 +80,7 @@ def serving_function(model: SequentialEncoder) -> tf.types.experimental.Polymorp
 
     @tf.function(input_signature=input_signature(model.params))
     def serve(x10, x20, x60, doy, year):
-        logits = model(normalized_batch(x10, x20, x60, doy, year), training=False)
+        logits = model(normalized(x10, x20, x60, doy, year), training=False)
         return {"scores": tf.nn.softmax(logits), "class_index": tf.argmax(logits, axis=-1, output_type=tf.int32) + 1}
 
     return serve
@@ -97,8 +90,8 @@ def _inference_loop(cell, inputs: tf.Tensor, lengths: tf.Tensor, *_):
     """:func:`modelzoo.cells.run_recurrence` in inference (no dropout masks, gates or recompute) as tf2onnx can
     convert it: one ``tf.while_loop`` from step 0 and the zero state, in which samples past their length keep their
     state through ``tf.where``. The model's own loop runs step 0 before the loop and skips finished samples with a
-    ``tf.cond`` whose branches pass their inputs through; tf2onnx 1.17 fails on both. The values are the same: every
-    step is the cell's own :meth:`step`, and the recurrent convolution of the zero state adds zeros."""
+    ``tf.cond`` whose branches pass their inputs through, a graph tf2onnx 1.17 fails on. The values are the same:
+    every step is the cell's own :meth:`step`, and the recurrent convolution of the zero state adds zeros."""
     shape = tf.shape(inputs)
     steps, batch, height, width = shape[0], shape[1], shape[2], shape[3]
     iterations = tf.clip_by_value(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1, steps)
@@ -116,10 +109,32 @@ def _inference_loop(cell, inputs: tf.Tensor, lengths: tf.Tensor, *_):
     return tf.pad(outputs.stack(), [[0, steps - iterations], [0, 0], [0, 0], [0, 0], [0, 0]]), state, {}
 
 
+def _normalize_groups_by_axis(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor) -> tf.Tensor:
+    """:func:`modelzoo.cells.normalize_groups` with every mean over (H, W, F) taken one axis at a time: the same
+    values, summed in short runs. onnxruntime's float32 mean over a whole tile at once (147,456 terms for 48 px and
+    F = 64) is inexact enough that its scores drift from the float64 reference by 3e-5 after 46 dates (TensorFlow's
+    by 3e-6); one axis at a time by 1e-6."""
+    x = tf.cast(x, gamma.dtype)
+    shape = tf.shape(x)
+    grouped = tf.reshape(x, tf.concat([shape[:-1], tf.shape(gamma)], axis=0))
+
+    def mean(values):
+        for axis in (4, 2, 1):
+            values = tf.reduce_mean(values, axis=axis, keepdims=True)
+        return values
+
+    average = mean(grouped)
+    variance = mean(tf.math.squared_difference(grouped, average))
+    normalised = tf.nn.batch_normalization(grouped, average, variance, beta, gamma, cells.LAYER_NORM_EPSILON)
+    return tf.reshape(normalised, shape)
+
+
 @contextmanager
-def _converter_friendly_recurrence() -> Iterator[None]:
-    """Trace the model's layers with :func:`_inference_loop` in place of their recurrence."""
-    with mock.patch.object(seqencmodel, "run_recurrence", _inference_loop):
+def _onnx_tracing() -> Iterator[None]:
+    """Trace the model for tf2onnx and onnxruntime: its recurrence as :func:`_inference_loop`, its layer norms as
+    :func:`_normalize_groups_by_axis`."""
+    with mock.patch.object(seqencmodel, "run_recurrence", _inference_loop), \
+            mock.patch.object(cells, "normalize_groups", _normalize_groups_by_axis):
         yield
 
 
@@ -169,23 +184,23 @@ def onnx_model(model: SequentialEncoder, opset: int, source: Path, info: dict[st
     if opset not in tf2onnx.constants.OPSET_TO_IR_VERSION:
         raise UserError(f"--opset {opset}: tf2onnx {tf2onnx.__version__} writes opsets "
                         f"{min(tf2onnx.constants.OPSET_TO_IR_VERSION)} to {max(tf2onnx.constants.OPSET_TO_IR_VERSION)}")
-    failures = _Records()
+    failures = _FirstError()
     logger = logging.getLogger("tf2onnx")
     logger.addHandler(failures)
     propagate, logger.propagate = logger.propagate, False
     try:
-        with _converter_friendly_recurrence():
+        with _onnx_tracing():
             function = serving_function(model)
             proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
                                                      opset=opset)
+    except ValueError as err:  # tf2onnx's own checks (utils.make_sure)
+        raise _inexpressible(source, opset, "this network", failures.first or str(err)) from None
     finally:
         logger.removeHandler(failures)
         logger.propagate = propagate
     unconverted = sorted({node.op_type for node in _nodes(proto.graph) if not onnx.defs.has(node.op_type)})
     if unconverted:
-        reason = f" ({failures.first})" if failures.first else ""
-        raise UserError(f"{source}: tf2onnx {tf2onnx.__version__} cannot express {', '.join(unconverted)} of this "
-                        f"network in ONNX opset {opset}{reason}")
+        raise _inexpressible(source, opset, f"{', '.join(unconverted)} of this network", failures.first)
     for value in (*proto.graph.input, *proto.graph.output):
         for dim, name in zip(value.type.tensor_type.shape.dim, DIMENSIONS[value.name], strict=False):
             if not dim.HasField("dim_value"):
@@ -196,8 +211,15 @@ def onnx_model(model: SequentialEncoder, opset: int, source: Path, info: dict[st
     return proto
 
 
-class _Records(logging.Handler):
-    """Keeps the first error tf2onnx logs (a node it could not convert), as one line."""
+def _inexpressible(source: Path, opset: int, what: str, reason: str | None) -> UserError:
+    import tf2onnx
+
+    return UserError(f"{source}: tf2onnx {tf2onnx.__version__} cannot express {what} in ONNX opset {opset}"
+                     + (f" ({' '.join(reason.split())})" if reason else ""))
+
+
+class _FirstError(logging.Handler):
+    """Keeps the first error tf2onnx logs (a node it could not convert)."""
 
     def __init__(self):
         super().__init__(logging.ERROR)
@@ -206,7 +228,7 @@ class _Records(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.first is None:
             error = record.exc_info[1] if record.exc_info else None
-            self.first = " ".join(str(error or record.getMessage()).split())
+            self.first = str(error or record.getMessage())
 
 
 def _nodes(graph) -> Iterator:
@@ -236,15 +258,15 @@ def difference(scores: Callable[[dict[str, np.ndarray]], np.ndarray], model: Seq
     """The largest difference between the scores of an export (``scores`` of the inputs) and those of the Keras model
     on :func:`check_inputs`."""
     features = check_inputs(model.params)
-    expected = tf.nn.softmax(model(normalized_batch(**features), training=False)).numpy()
+    expected = tf.nn.softmax(model(normalized(**features), training=False)).numpy()
     return float(np.max(np.abs(scores(features) - expected)))
 
 
-def _checked(difference: float, path: Path, kind: str) -> float:
-    if not difference <= CHECK_TOLERANCE:
-        raise UserError(f"{path}: the {kind} gives scores {difference:.1e} away from the Keras model's (at most "
+def _checked(delta: float, path: Path, kind: str) -> float:
+    if not delta <= CHECK_TOLERANCE:
+        raise UserError(f"{path}: the {kind} gives scores {delta:.1e} away from the Keras model's (at most "
                         f"{CHECK_TOLERANCE:.0e} expected); nothing written")
-    return difference
+    return delta
 
 
 def _load(folder: ModelFolder, classes: ClassList, classes_source: str, checkpoint: str | None

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from utils.bands import GROUPS
 from utils.cli import UserError
+from utils.dataset import DAYS_PER_YEAR, DN_SCALE, FIRST_YEAR
 from utils.sentinel2 import Area, Block
 
 ACC_BYTES = 256 << 20  # memory of the score accumulator of one band of rows
@@ -211,10 +212,10 @@ def batch_arrays(windows: list[WindowInput], batchsize: int, size: int) -> dict[
     for k, window in enumerate(windows):
         t = window.dates
         for group in GROUPS:
-            batch[group.name][k, :t] = window.block.arrays[group.name] * np.float32(1e-4)
+            batch[group.name][k, :t] = window.block.arrays[group.name] * np.float32(DN_SCALE)
         days = np.array([date.timetuple().tm_yday for date in window.block.dates], np.float32)
-        batch["doy"][k, :t] = days / np.float32(365)
-        batch["year"][k, :t] = np.array([date.year for date in window.block.dates], np.float32) - np.float32(2016)
+        batch["doy"][k, :t] = days / np.float32(DAYS_PER_YEAR)
+        batch["year"][k, :t] = np.array([date.year for date in window.block.dates], np.float32) - np.float32(FIRST_YEAR)
     return batch
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import rasterio
 from tqdm import tqdm
 
-from utils.classes import ORIGINAL_CLASSES, ClassList, read_classes_file
+from utils.classes import ClassList, load_classes
 from utils.cli import UserError, warn
 from utils.distribution import configure_devices, make_strategy
 from utils.fsio import atomic_file
@@ -77,13 +77,6 @@ class Settings:
 def work_folder(outdir: Path) -> Path:
     """The folder where a run into ``outdir`` works (and is resumed)."""
     return outdir.parent / f".{outdir.name}.part"
-
-
-def load_classes(path: Path | None) -> tuple[ClassList, str]:
-    """The classes of ``path`` (a ``classes.txt``), or the original's 17 crop classes; and where they come from."""
-    if path is not None:
-        return read_classes_file(path), str(path)
-    return ORIGINAL_CLASSES, "the original's classes"
 
 
 def open_sources(sources: tuple[str, ...], options: SourceOptions, year: int | None) -> Area | RecordArea:
