@@ -11,6 +11,7 @@ its effective options to ``training_runs.jsonl`` in the model folder.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_devices(options.device_list, options.allow_growth)
     strategy = make_strategy(options.strategy, options.device_list)
     folder = ModelFolder(args.modeldir)
-    options = from_args(TrainingOptions, args, datadir=resolve_datadir(options.datadir, folder.params.pix10m))
+    options = dataclasses.replace(options, datadir=resolve_datadir(options.datadir, folder.params.pix10m))
     trainer = Trainer(folder, options, strategy)
     print(trainer.describe())
     stopped = trainer.run()

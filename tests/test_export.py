@@ -200,7 +200,7 @@ def test_stacked_layers_compression_separate_weights_and_peepholes_export_to_onn
     assert [i.shape for i in session.get_inputs()][:3] == [["batch", "dates", 12, 12, 4], ["batch", "dates", 6, 6, 6],
                                                            ["batch", "dates", 2, 2, 3]]
     features = export.check_inputs(params)
-    expected = tf.nn.softmax(model(normalized(**features), training=False)).numpy()
+    expected = tf.nn.softmax(model(normalized(features), training=False)).numpy()
     np.testing.assert_allclose(session.run(["scores"], features)[0], expected, rtol=0, atol=TOLERANCE)
 
 

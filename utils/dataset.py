@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -26,12 +26,12 @@ from utils.classes import read_classes
 from utils.cli import ArgumentParser, UserError, run, warn
 from utils.fsio import read_text
 from utils.labels import describe_ids, id_counts, unlisted_ids
+from utils.options import DATADIR_HELP
 from utils.synthetic import ensure_default_dataset
 
 INI_KEYS = ("datadir", "pix10", "nobs", "nbands10", "nbands20", "nbands60", "tiletable")
 FOLDED_PARTITIONS = ("train", "test")
 PARTITIONS = ("train", "test", "eval")
-FEATURES = ("x10", "x20", "x60", "doy", "year")  # the network's inputs, in the order of normalized()
 DN_SCALE = 1e-4  # reflectance per digital number
 DAYS_PER_YEAR = 365.0  # doy is given to the network as a fraction of the year
 FIRST_YEAR = 2016.0  # and the year as years since the first of the original data
@@ -42,19 +42,15 @@ _UNREADABLE = "no readable tf.train.Example record (the file is empty, truncated
 
 def add_datadir_argument(parser: argparse.ArgumentParser) -> None:
     """The original's ``--datadir`` flag: a dataset root such as ``data_IJGI18/datasets/full/240``."""
-    parser.add_argument(
-        "--datadir",
-        default=None,
-        help="dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
-        "(default: $datadir, else the synthetic dataset under data/synthetic, generated on first use)",
-    )
+    parser.add_argument("--datadir", default=None, help=DATADIR_HELP)
 
 
-def normalized(x10, x20, x60, doy, year) -> dict[str, tf.Tensor]:
-    """The network's inputs from the records' values (docs/DESIGN.md "Batch dict"): bands in DN × 1e-4, doy / 365
-    (0 stays 0 on padded dates), year − 2016; float32 tensors of the same shapes."""
-    bands = {key: tf.cast(value, tf.float32) * DN_SCALE for key, value in (("x10", x10), ("x20", x20), ("x60", x60))}
-    return {**bands, "doy": tf.cast(doy, tf.float32) / DAYS_PER_YEAR, "year": tf.cast(year, tf.float32) - FIRST_YEAR}
+def normalized(values: Mapping[str, tf.Tensor | np.ndarray]) -> dict[str, tf.Tensor]:
+    """The network's inputs from the records' values ``x10``, ``x20``, ``x60``, ``doy``, ``year`` (docs/DESIGN.md
+    "Batch dict"): bands in DN × 1e-4, doy / 365 (0 stays 0 on padded dates), year − 2016; float32, same shapes."""
+    bands = {key: tf.cast(values[key], tf.float32) * DN_SCALE for key in ("x10", "x20", "x60")}
+    return {**bands, "doy": tf.cast(values["doy"], tf.float32) / DAYS_PER_YEAR,
+            "year": tf.cast(values["year"], tf.float32) - FIRST_YEAR}
 
 
 def resolve_datadir(value: str | os.PathLike | None, pix10m: int = 24) -> Path:
@@ -317,7 +313,7 @@ class Dataset:
             element = epoch * num_files + index  # keys the random draws: independent of parallelism
             if samples is not None:
                 arrays = _temporal_sample(arrays, samples, _fold_in(sample_key, element))
-            batch = normalized(*(arrays[key] for key in FEATURES))
+            batch = normalized(arrays)
             batch["labels"] = arrays["labels"][0] if raw_labels else table.lookup(arrays["labels"][0])
             if augment:
                 batch = _random_symmetry(batch, _fold_in(symmetry_key, element))

@@ -1,7 +1,6 @@
 """Evaluation of a model folder on one partition of a dataset root (ORIGINAL.md §4): the original's per-tile GeoTIFFs
 and report files, plus PNG maps, ``metrics.json``, a confusion-matrix plot and mosaics.
 
-
 The pipeline streams: one graph-compiled forward pass per batch (batch norm in inference mode, every date, no
 sampling); the confusion matrix and ``truepred.npy`` grow on the host in fixed memory (``truepred.npy`` is appended
 to a temporary file and converted at the end); the per-tile files are written by a few threads while the next batch
@@ -49,7 +48,7 @@ from utils.fsio import atomic_file, staged_files
 from utils.georef import GeoRef, read_geotransforms
 from utils.metrics import METRICS_JSON, REPORT_FILES, ConfusionMatrix, format_summary, write_reports
 from utils.modelfolder import ModelFolder
-from utils.options import as_record, option
+from utils.options import as_record, datadir_option, option
 from utils.rasters import (
     mosaic,
     write_class_png,
@@ -79,9 +78,7 @@ class Settings:
     ``--partition``, ``--fold``, ``--checkpoint``, ``--allow_untrained``, ``--mixed_precision`` and ``--mosaic``)."""
 
     modeldir: Path
-    datadir: Path | None = option(None, "dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
-                                  "(default: $datadir, else the synthetic dataset under data/synthetic, generated on "
-                                  "first use)")
+    datadir: Path | None = datadir_option()
     storedir: Path = option(Path("tmp"), "output folder", type=Path)
     section: str = option("2016", "section of dataset.ini, e.g. 2016 or 2017", short=("-d",), flag="dataset",
                           metavar="DATASET")

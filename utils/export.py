@@ -80,7 +80,7 @@ def serving_function(model: SequentialEncoder) -> tf.types.experimental.Polymorp
 
     @tf.function(input_signature=input_signature(model.params))
     def serve(x10, x20, x60, doy, year):
-        logits = model(normalized(x10, x20, x60, doy, year), training=False)
+        logits = model(normalized({"x10": x10, "x20": x20, "x60": x60, "doy": doy, "year": year}), training=False)
         return {"scores": tf.nn.softmax(logits), "class_index": tf.argmax(logits, axis=-1, output_type=tf.int32) + 1}
 
     return serve
@@ -258,7 +258,7 @@ def difference(scores: Callable[[dict[str, np.ndarray]], np.ndarray], model: Seq
     """The largest difference between the scores of an export (``scores`` of the inputs) and those of the Keras model
     on :func:`check_inputs`."""
     features = check_inputs(model.params)
-    expected = tf.nn.softmax(model(normalized(**features), training=False)).numpy()
+    expected = tf.nn.softmax(model(normalized(features), training=False)).numpy()
     return float(np.max(np.abs(scores(features) - expected)))
 
 

@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 
 from utils.cli import str2bool
 
+DATADIR_HELP = ("dataset root with dataset.ini, classes.txt, tileids/ and the data folders (default: $datadir, else "
+                "the synthetic dataset under data/synthetic, generated on first use)")
+
 
 def option(default: object, help: str, *, short: Sequence[str] = (), type: Callable | None = None,
            choices: Sequence[str] | None = None, many: bool = False, boolean: bool = False, switch: bool = False,
@@ -27,15 +30,19 @@ def option(default: object, help: str, *, short: Sequence[str] = (), type: Calla
     return dataclasses.field(default=default, metadata={"option": metadata})
 
 
+def datadir_option() -> dataclasses.Field:
+    """The original's ``--datadir`` flag (``train.py``, ``evaluate.py``): a dataset root, resolved by
+    :func:`utils.dataset.resolve_datadir`."""
+    return option(None, DATADIR_HELP)
+
+
 def _options(cls: type) -> list[tuple[dataclasses.Field, dict]]:
     return [(spec, spec.metadata["option"]) for spec in dataclasses.fields(cls) if "option" in spec.metadata]
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """Add a flag for every :func:`option` field of the dataclass ``cls`` (except those named in ``skip``)."""
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add a flag for every :func:`option` field of the dataclass ``cls``."""
     for spec, meta in _options(cls):
-        if spec.name in skip:
-            continue
         kwargs: dict[str, object] = {"default": spec.default, "help": meta["help"]}
         if meta["switch"]:
             kwargs["action"] = "store_true"

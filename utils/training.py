@@ -123,11 +123,6 @@ def section_steps(steps: int, section_index: int, sections: int) -> int:
 # ---------------------------------------------------------------------------------------------------- model
 
 
-def optimizer_params(params: ModelParams, overrides: dict[str, float]) -> ModelParams:
-    """``params`` with the optimizer flags given on the command line (checked like params.ini's)."""
-    return dataclasses.replace(params, **{name: value for name, value in overrides.items() if value is not None})
-
-
 def build_training_state(folder: ModelFolder, params: ModelParams, strategy: tf.distribute.Strategy,
                          schedule: str = "constant", total_steps: int = 1, mixed_precision: str = "none",
                          recompute: bool = False) -> tuple[TrainingState, keras.optimizers.Optimizer]:
@@ -161,7 +156,7 @@ def pixel_totals(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return tf.stack([xe_sum, count, correct])
 
 
-# ---------------------------------------------------------------------------------------------------- output
+# ---------------------------------------------------------------------------------------------------- signals
 
 
 class StopSignals:
@@ -207,7 +202,7 @@ class Trainer:
         if options.seed is not None:
             keras.utils.set_random_seed(options.seed)
             tf.config.experimental.enable_op_determinism()
-        self.params = optimizer_params(folder.params, options.optimizer)
+        self.params = dataclasses.replace(folder.params, **options.optimizer)  # checked like params.ini's
         self.sections = load_sections(options, folder.params.num_classes)
         self.num_samples = sum(len(self.sections[name].train_ids) for name in options.train_on)
         self.target_samples = options.epochs * self.num_samples

@@ -14,7 +14,7 @@ from pathlib import Path
 from modelzoo.params import MIXED_PRECISION
 from utils.cli import UserError
 from utils.fsio import read_text
-from utils.options import as_record, option
+from utils.options import as_record, datadir_option, option
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 OPTIMIZER_FLAGS = ("learning_rate", "beta1", "beta2", "epsilon")
@@ -32,9 +32,7 @@ class TrainingOptions:
     """The settings of a training run; every field with an :func:`~utils.options.option` is a flag of ``train.py``
     with the original's name and default where the original had it."""
 
-    datadir: Path | None = option(None, "dataset root with dataset.ini, classes.txt, tileids/ and the data folders "
-                                  "(default: $datadir, else the synthetic dataset under data/synthetic, generated on "
-                                  "first use)")
+    datadir: Path | None = datadir_option()
     gpu: str | None = option(None, "GPUs to use (CUDA_VISIBLE_DEVICES), e.g. 0 or 0,1; default: $CUDA_VISIBLE_DEVICES, "
                              "else GPU 0 with the default strategy and every GPU with the others", short=("-g",))
     train_on: tuple[str, ...] = option(("2016",), "sections (years) of dataset.ini to train on, one step each in turn",
@@ -146,8 +144,8 @@ def run_record(options: TrainingOptions, **facts: object) -> dict[str, object]:
                                  "options": as_record(options),
                                  "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
                                               "keras": keras.__version__}}
-    stamp = Path(options.datadir or ".") / SYNTHETIC_STAMP
-    if options.datadir is not None and stamp.is_file():
+    stamp = None if options.datadir is None else Path(options.datadir) / SYNTHETIC_STAMP
+    if stamp is not None and stamp.is_file():
         try:
             record["data"] = json.loads(read_text(stamp))
         except ValueError as err:
@@ -155,9 +153,7 @@ def run_record(options: TrainingOptions, **facts: object) -> dict[str, object]:
     return record
 
 
-def append_run_record(folder: str | os.PathLike, record: dict[str, object]) -> Path:
-    """Append ``record`` as one line of ``training_runs.jsonl`` in the model folder; the file's path."""
-    path = Path(folder) / RUNS_FILE
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, sort_keys=False) + "\n")
-    return path
+def append_run_record(folder: str | os.PathLike, record: dict[str, object]) -> None:
+    """Append ``record`` as one line of ``training_runs.jsonl`` in the model folder."""
+    with open(Path(folder) / RUNS_FILE, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
